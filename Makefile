@@ -1,0 +1,42 @@
+# fastproxy: `make run` and `make test` do all the set-up on a fresh machine (Python 3.11, gcc, pip).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-installed
+ARGS ?=
+PORT ?= 8080
+
+.PHONY: run test build debug bench lint clean
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# Cythonize and compile fastproxy._core in place; a no-op when nothing changed.
+build: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+run: build
+	$(VENV)/bin/fastproxy run --listen-host 127.0.0.1 -p $(PORT) $(ARGS)
+
+test: build
+	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
+
+# Cython annotation (fastproxy/_core.html) and a linetrace build for profilers.
+debug: $(STAMP)
+	$(VENV)/bin/cython -a -3 fastproxy/_core.pyx
+	FASTPROXY_LINETRACE=1 $(PY) setup.py -q build_ext --inplace --force
+
+bench: build
+	$(PY) bench/run.py $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m pip install -q ruff
+	$(VENV)/bin/ruff check fastproxy tests bench
+
+clean:
+	rm -rf build *.egg-info fastproxy/*.so fastproxy/_core.c fastproxy/_core.html .pytest_cache
