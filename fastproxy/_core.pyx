@@ -1,0 +1,1 @@
+"""fastproxy._core: placeholder while the core is written."""
