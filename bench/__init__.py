@@ -1,0 +1,1 @@
+"""fastproxy's benchmark harness: `make bench` (or `python bench/run.py --help`)."""

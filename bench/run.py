@@ -1,0 +1,107 @@
+"""`make bench`: the whole comparison in one go, one Markdown report, JSON in bench/results/.
+
+    .venv/bin/python bench/run.py                 # full: 10 s × 3 per cell (~30 min)
+    .venv/bin/python bench/run.py --quick         # 2 s × 1, for development (~4 min)
+    .venv/bin/python bench/run.py --only nginx,direct --only 'tunnel/*'
+    make bench ARGS="--quick --only http"
+
+It installs what it lacks (wrk, nginx-light, nghttp2-client with apt-get; mitmproxy in
+bench/.venv-peers), starts every server itself on 127.0.0.1 and stops them all on exit.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import tunnel  # noqa: E402,F401 - importing registers the scenario
+from bench import idle  # noqa: E402,F401 - (registration order = report order)
+from bench.goals import check_all  # noqa: E402
+from bench.origin import BODIES, origin  # noqa: E402
+from bench.peers import ensure_mitmdump  # noqa: E402
+from bench.proc import WORK, ensure_tools, log, raise_nofile, stop_all  # noqa: E402
+from bench.report import environment, markdown, save  # noqa: E402
+from bench.scenarios import SCENARIOS, Context  # noqa: E402
+from bench.targets import fastproxy_ready  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2 s × 1 repeat (development)")
+    ap.add_argument("--duration", type=float, help="seconds per wrk run (default 10)")
+    ap.add_argument("--repeats", type=int, help="runs per cell, median reported (default 3)")
+    ap.add_argument("--warmup", type=float, help="unmeasured wrk seconds per cell (default 1)")
+    ap.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                    help="scenario, target, scenario/target or a glob on 'scenario/target' "
+                         "(comma-separated, repeatable); e.g. nginx, http/*, 'idle/fast*'")
+    ap.add_argument("--bodies", default=",".join(BODIES), help="subset of %(default)s")
+    ap.add_argument("--conns", default="50,1", help="connection counts (default 50,1)")
+    ap.add_argument("--wrk-threads", type=int, default=1)
+    ap.add_argument("--list", action="store_true", help="list scenarios and targets")
+    a = ap.parse_args(argv)
+    a.duration = a.duration or (2.0 if a.quick else 10.0)
+    a.repeats = a.repeats or 1 if a.quick else a.repeats or 3
+    a.warmup = a.warmup if a.warmup is not None else 1.0
+    a.only = [p.strip() for item in a.only for p in item.split(",") if p.strip()]
+    return a
+
+
+def list_all() -> None:
+    from bench.targets import HTTP_TARGETS
+    for name, sc in SCENARIOS.items():
+        print(f"{name}: {sc.title}")
+    print("http targets: " + ", ".join(HTTP_TARGETS))
+    print("tunnel targets: " + ", ".join(tunnel.TUNNEL_TARGETS))
+    print("idle targets: " + ", ".join(idle.IDLE_TARGETS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.list:
+        list_all()
+        return 0
+    t0 = time.monotonic()
+    raise_nofile()
+    WORK.mkdir(parents=True, exist_ok=True)
+    ensure_tools()
+    ensure_mitmdump()
+    ok, why = fastproxy_ready()
+    if not ok:
+        log(f"fastproxy CLI not usable, its rows are skipped: {why}")
+    bodies = [b for b in a.bodies.split(",") if b]
+    unknown = set(bodies) - set(BODIES)
+    if unknown:
+        raise SystemExit(f"unknown bodies {unknown}; known: {list(BODIES)}")
+    config = {"duration": a.duration, "repeats": a.repeats, "warmup": a.warmup,
+              "only": a.only, "bodies": bodies, "wrk_threads": a.wrk_threads,
+              "fastproxy_usable": ok}
+    results: dict[str, list[dict]] = {}
+    try:
+        with origin() as org:
+            ctx = Context(org, a.duration, a.repeats, a.warmup, a.only, bodies,
+                          [int(c) for c in a.conns.split(",")], a.wrk_threads, ok)
+            for name, sc in SCENARIOS.items():
+                log(f"scenario {name}")
+                results[name] = sc.run(ctx)
+    finally:
+        stop_all()
+    rows = [r for rs in results.values() for r in rs]
+    goals = check_all(rows)
+    env = environment({**config, "elapsed_s": round(time.monotonic() - t0)})
+    text = markdown(env, results, goals)
+    print(text)
+    path = save(env, results, goals, text)
+    log(f"done in {time.monotonic() - t0:.0f} s; results in {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)

@@ -1,0 +1,199 @@
+"""The scenario registry and the HTTP request/response matrix.
+
+A scenario is a function `(ctx) -> list[dict]` registered with `@scenario(...)`, plus the
+columns its table shows. Each row it returns is one line of that table and one JSON
+record; `ctx.wanted(scenario, target)` applies `--only`. Later scenarios (TLS-intercepted
+req/s, h2load through the proxy, TCP relay, WebSocket msgs/s, recording with -w) register
+the same way, in their own module imported by run.py.
+"""
+from __future__ import annotations
+
+import fnmatch
+import http.client
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+from bench.load import lua_script, wrk
+from bench.origin import BODIES
+from bench.proc import Server, ServerError, free_port, log
+from bench.procstat import Sampler
+from bench.targets import HTTP_TARGETS, Target
+
+
+@dataclass
+class Context:
+    """What every scenario gets: the running origin and the run's settings."""
+
+    origin: Server
+    duration: float
+    repeats: int
+    warmup: float
+    only: list[str]
+    bodies: list[str]
+    conns: list[int]
+    wrk_threads: int = 1
+    fastproxy_ok: bool = True
+
+    def wanted(self, scenario: str, target: str) -> bool:
+        if target.startswith("fastproxy") and not self.fastproxy_ok:
+            return False
+        if not self.only:
+            return True
+        key = f"{scenario}/{target}"
+        return any(_match(p, key) for p in self.only)
+
+
+def _match(pattern: str, key: str) -> bool:
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(key, pattern)
+    # A bare word: a scenario name, a target name, or scenario/target.
+    return pattern == key or pattern in key.split("/")
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    key: str
+    fmt: str = "{:,.0f}"
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    run: Callable[[Context], list[dict]]
+    columns: list[Column] = field(default_factory=list)
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, title: str, columns: list[Column]):
+    def register(fn: Callable[[Context], list[dict]]):
+        SCENARIOS[name] = Scenario(name, title, fn, columns)
+        return fn
+    return register
+
+
+def median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def check_get(port: int, target: str, host: str, size: int) -> None:
+    """One request before any load: fail clearly (status, size) rather than measure errors."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("GET", target, skip_host=True)
+        conn.putheader("Host", host)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200 or len(body) != size:
+        raise ServerError(f"GET {target} -> {resp.status}, {len(body)} bytes (want 200, {size})")
+
+
+def start_target(t: Target, origin_port: int) -> Server | None:
+    if t.start is None:
+        return None
+    srv = t.start(free_port(), origin_port)
+    return srv.start()
+
+
+# --- the HTTP matrix ----------------------------------------------------------------------
+
+RATIO_BASES = ("direct", "nginx", "mitmdump")
+
+HTTP_COLUMNS = [
+    Column("body", "body", "{}"), Column("conns", "conns", "{}"),
+    Column("target", "label", "{}"),
+    Column("req/s", "rps"), Column("MB/s", "mbps", "{:,.1f}"),
+    Column("p50 ms", "p50_ms", "{:.2f}"), Column("p99 ms", "p99_ms", "{:.2f}"),
+    Column("CPU µs/req", "cpu_us_per_req", "{:,.1f}"),
+    Column("peak RSS MiB", "peak_rss_mib", "{:,.1f}"),
+    Column("× direct", "x_direct", "{:.2f}×"), Column("× nginx", "x_nginx", "{:.2f}×"),
+    Column("× mitmdump", "x_mitmdump", "{:.1f}×"),
+    Column("errors", "errors", "{:,}"),
+]
+
+
+@scenario("http", "HTTP/1.1 GET through each target (wrk, keep-alive; medians of repeats)",
+          HTTP_COLUMNS)
+def http_matrix(ctx: Context) -> list[dict]:
+    rows = []
+    for t in HTTP_TARGETS.values():
+        if ctx.wanted("http", t.name):
+            rows += http_target(ctx, t)
+    add_ratios(rows)
+    return rows
+
+
+def http_target(ctx: Context, t: Target) -> list[dict]:
+    cells = [(b, c) for b in ctx.bodies for c in ctx.conns]
+    log(f"http/{t.name}: starting")
+    try:
+        srv = start_target(t, ctx.origin.port)
+    except Exception as e:  # noqa: BLE001 - a target that won't start is a row, not a crash
+        log(f"http/{t.name}: FAILED to start: {e}")
+        return [cell_row(t, b, c, error=f"start: {e}") for b, c in cells]
+    try:
+        return [http_cell(ctx, t, srv, b, c) for b, c in cells]
+    finally:
+        if srv:
+            srv.stop()
+
+
+def cell_row(t: Target, body: str, conns: int, **kw) -> dict:
+    return {"scenario": "http", "target": t.name, "label": t.label, "family": t.family,
+            "body": body, "conns": conns, **kw}
+
+
+def http_cell(ctx: Context, t: Target, srv: Server | None, body: str, conns: int) -> dict:
+    path, size = BODIES[body]
+    o = ctx.origin.port
+    port = srv.port if srv else o
+    host = f"127.0.0.1:{o}"
+    target = f"http://{host}{path}" if t.forward else path
+    script = lua_script(target if t.forward else None, host)
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        check_get(port, target, host, size)
+        if ctx.warmup > 0:
+            wrk(url, conns, ctx.warmup, script, ctx.wrk_threads)
+        runs = []
+        for _ in range(ctx.repeats):
+            with Sampler(srv.pid if srv else None) as s:
+                r = wrk(url, conns, ctx.duration, script, ctx.wrk_threads)
+            runs.append(run_record(r, s))
+    except Exception as e:  # noqa: BLE001
+        alive = "" if srv is None or srv.alive() else f" (server died: {srv.log_tail(500)})"
+        log(f"http/{t.name} {body} {conns}c: FAILED: {e}{alive}")
+        return cell_row(t, body, conns, error=f"{e}{alive}")
+    row = cell_row(t, body, conns, runs=runs)
+    for key in ("rps", "mbps", "p50_ms", "p99_ms", "cpu_us_per_req", "peak_rss_mib"):
+        row[key] = median([r[key] for r in runs])
+    row["errors"] = sum(r["errors"] for r in runs)
+    log(f"http/{t.name} {body} {conns}c: {row['rps']:,.0f} req/s, p99 {row['p99_ms']:.2f} ms")
+    return row
+
+
+def run_record(r, s: Sampler) -> dict:
+    cpu_us = s.cpu_s * 1e6 / r.requests if s.cpu_s is not None and r.requests else None
+    rss = s.peak_rss / 2**20 if s.peak_rss is not None else None
+    return {"rps": r.rps, "mbps": r.mbps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+            "requests": r.requests, "bytes": r.bytes, "duration_s": r.duration_s,
+            "cpu_s": s.cpu_s, "cpu_us_per_req": cpu_us, "peak_rss_mib": rss,
+            "errors": r.error_count, "error_kinds": r.errors}
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """×direct, ×nginx, ×mitmdump: req/s over the same cell's anchor row."""
+    base = {(r["target"], r["body"], r["conns"]): r.get("rps") for r in rows}
+    for r in rows:
+        for b in RATIO_BASES:
+            ref = base.get((b, r["body"], r["conns"]))
+            if r.get("rps") and ref and r["target"] != b:
+                r[f"x_{b}"] = r["rps"] / ref

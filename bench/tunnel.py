@@ -1,0 +1,148 @@
+"""CONNECT tunnel throughput: 1 GiB through the proxy vs the same 1 GiB straight to a sink.
+
+The sink is a separate process (`python -m bench.tunnel --sink PORT`) so it does not share
+a GIL with the sender: it reads and discards, and on EOF answers the byte count (8 bytes,
+big-endian) and closes. The clock stops when that answer arrives, so every byte has
+crossed the tunnel. The payload is zeros: neither TLS nor HTTP, so the proxy relays it.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+import time
+
+from bench.proc import Server, free_port, log
+from bench.procstat import Sampler
+from bench.scenarios import Column, Context, median, scenario
+from bench.targets import fastproxy
+from bench import peers
+
+GIB = 1 << 30
+CHUNK = 1 << 20
+
+
+def serve_sink(port: int) -> None:
+    """Accept forever; per connection count bytes until EOF, answer the count, close."""
+    ls = socket.create_server(("127.0.0.1", port), backlog=64)
+    while True:
+        conn, _ = ls.accept()
+        threading.Thread(target=_drain, args=(conn,), daemon=True).start()
+
+
+def _drain(conn: socket.socket) -> None:
+    buf = bytearray(CHUNK)
+    total = 0
+    with conn:
+        while n := conn.recv_into(buf):
+            total += n
+        conn.sendall(total.to_bytes(8, "big"))
+
+
+def connect_via(proxy_port: int, dest_port: int) -> socket.socket:
+    """Open a CONNECT tunnel to 127.0.0.1:dest_port and return the socket past the 200."""
+    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=30)
+    authority = f"127.0.0.1:{dest_port}"
+    s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError(f"proxy closed during CONNECT: {head!r}")
+        head += chunk
+    status = head.split(b"\r\n", 1)[0]
+    if b" 200" not in status:
+        raise RuntimeError(f"CONNECT answered {status!r}")
+    if head.index(b"\r\n\r\n") + 4 != len(head):
+        raise RuntimeError("bytes after the CONNECT response")
+    return s
+
+
+def transfer(sock: socket.socket, total: int, deadline_s: float = 120.0) -> float:
+    """Stream `total` zero bytes, half-close, wait for the sink's count; return seconds."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    payload = memoryview(bytes(CHUNK))
+    t0 = time.perf_counter()
+    sent = 0
+    with sock:
+        while sent < total:
+            sock.sendall(payload[: min(CHUNK, total - sent)])
+            sent += min(CHUNK, total - sent)
+            if time.perf_counter() - t0 > deadline_s:
+                raise TimeoutError(f"only {sent >> 20} MiB in {deadline_s:.0f}s")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while len(answer) < 8:
+            chunk = sock.recv(8 - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+    elapsed = time.perf_counter() - t0
+    got = int.from_bytes(answer, "big") if len(answer) == 8 else -1
+    if got != total:
+        raise RuntimeError(f"sink received {got} bytes, sent {total}")
+    return elapsed
+
+
+TUNNEL_TARGETS = {
+    "direct": ("direct to the sink (no proxy)", None),
+    "fastproxy": ("fastproxy regular, CONNECT", lambda p: fastproxy(p, "regular")),
+    "mitmdump": ("mitmdump regular, CONNECT", lambda p: peers.mitmdump(p, "regular")),
+}
+
+
+@scenario("tunnel", "CONNECT tunnel moving 1 GiB (median of repeats)", [
+    Column("target", "label", "{}"), Column("MB/s", "mbps", "{:,.0f}"),
+    Column("seconds", "seconds", "{:.2f}"), Column("× direct", "x_direct", "{:.2f}×"),
+    Column("CPU s/GiB", "cpu_s_per_gib", "{:.2f}"),
+    Column("peak RSS MiB", "peak_rss_mib", "{:,.1f}"),
+])
+def tunnel(ctx: Context) -> list[dict]:
+    sink_port = free_port()
+    sink = Server("sink", [sys.executable, "-m", "bench.tunnel", "--sink", str(sink_port)],
+                  sink_port)
+    rows = []
+    with sink:
+        for name, (label, make) in TUNNEL_TARGETS.items():
+            if ctx.wanted("tunnel", name):
+                rows.append(tunnel_target(ctx, name, label, make, sink_port))
+    direct = next((r.get("mbps") for r in rows if r["target"] == "direct"), None)
+    for r in rows:
+        if direct and r.get("mbps") and r["target"] != "direct":
+            r["x_direct"] = r["mbps"] / direct
+    return rows
+
+
+def tunnel_target(ctx: Context, name: str, label: str, make, sink_port: int) -> dict:
+    row = {"scenario": "tunnel", "target": name, "label": label, "bytes": GIB}
+    srv = None
+    try:
+        srv = make(free_port()).start() if make else None
+        runs = []
+        for _ in range(ctx.repeats):
+            sock = (connect_via(srv.port, sink_port) if srv
+                    else socket.create_connection(("127.0.0.1", sink_port), timeout=30))
+            with Sampler(srv.pid if srv else None) as s:
+                secs = transfer(sock, GIB)
+            runs.append({"seconds": secs, "mbps": GIB / secs / 1e6, "cpu_s": s.cpu_s,
+                         "peak_rss_mib": s.peak_rss / 2**20 if s.peak_rss else None})
+    except Exception as e:  # noqa: BLE001 - a failure is a row
+        died = "" if srv is None or srv.alive() else f" (server died: {srv.log_tail(500)})"
+        log(f"tunnel/{name}: FAILED: {e}{died}")
+        return {**row, "error": f"{e}{died}"}
+    finally:
+        if srv:
+            srv.stop()
+    for key in ("seconds", "mbps", "cpu_s", "peak_rss_mib"):
+        row[key] = median([r[key] for r in runs])
+    row["cpu_s_per_gib"] = row["cpu_s"]
+    row["runs"] = runs
+    log(f"tunnel/{name}: {row['mbps']:,.0f} MB/s")
+    return row
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sink", type=int, required=True)
+    serve_sink(ap.parse_args().sink)
