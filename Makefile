@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-installed
+# mitmproxy pins old h2/cryptography, so it gets its own virtualenv: the tests use it to
+# check that mitmproxy reads our recordings and we read its.
+MITM_VENV ?= .venv-mitmproxy
+MITM_STAMP := $(MITM_VENV)/.installed
 ARGS ?=
 PORT ?= 8080
 
@@ -12,8 +16,12 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q --no-build-isolation -e .
+	touch $@
+
+$(MITM_STAMP):
+	$(PYTHON) -m venv $(MITM_VENV)
+	$(MITM_VENV)/bin/python -m pip install -q mitmproxy==11.0.2
 	touch $@
 
 # Cythonize and compile fastproxy._core in place; a no-op when nothing changed.
@@ -23,8 +31,9 @@ build: $(STAMP)
 run: build
 	$(VENV)/bin/fastproxy run --listen-host 127.0.0.1 -p $(PORT) $(ARGS)
 
-test: build
-	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
+test: build $(MITM_STAMP)
+	FASTPROXY_MITMPROXY_PYTHON=$(abspath $(MITM_VENV))/bin/python \
+		$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
 # Cython annotation (fastproxy/_core.html) and a linetrace build for profilers.
 debug: $(STAMP)

@@ -30,8 +30,10 @@ def table(sc: Scenario, rows: list[dict]) -> str:
     notes = []
     for r in rows:
         if r.get("error"):
-            notes.append(f"- {r.get('target')} {r.get('body', '')} {r.get('conns', '')}: "
-                         f"FAILED: {r['error'][:300]}")
+            where = " ".join(str(r[k]) for k in ("target", "body") if r.get(k))
+            if r.get("scenario") == "http":
+                where += f" {r['conns']} conns"
+            notes.append(f"- {where}: FAILED: {r['error'][:300]}")
         lines.append("| " + " | ".join(_cell(r, c.key, c.fmt) for c in cols) + " |")
     return "\n".join(lines + ([""] + notes if notes else []))
 

@@ -56,7 +56,7 @@ def list_all() -> None:
         print(f"{name}: {sc.title}")
     print("http targets: " + ", ".join(HTTP_TARGETS))
     print("tunnel targets: " + ", ".join(tunnel.TUNNEL_TARGETS))
-    print("idle targets: " + ", ".join(idle.IDLE_TARGETS))
+    print("idle targets: " + ", ".join(idle.IDLE_TARGETS) + " (mitmdump only with --only idle/mitmdump)")
 
 
 def main(argv: list[str] | None = None) -> int:

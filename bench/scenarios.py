@@ -35,13 +35,14 @@ class Context:
     wrk_threads: int = 1
     fastproxy_ok: bool = True
 
-    def wanted(self, scenario: str, target: str) -> bool:
+    def wanted(self, scenario: str, target: str, opt_in: bool = False) -> bool:
+        """--only applies; an `opt_in` pair (slow, informative) runs only when named."""
+        key = f"{scenario}/{target}"
         if target.startswith("fastproxy") and not self.fastproxy_ok:
             return False
-        if not self.only:
-            return True
-        key = f"{scenario}/{target}"
-        return any(_match(p, key) for p in self.only)
+        if opt_in:
+            return key in self.only
+        return not self.only or any(_match(p, key) for p in self.only)
 
 
 def _match(pattern: str, key: str) -> bool:

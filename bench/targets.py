@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import peers
-from bench.proc import BENCH, ROOT, Server
+from bench.proc import BENCH, ROOT, WORK, Server
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def fastproxy_ready() -> tuple[bool, str]:
 
 def fastproxy(port: int, mode: str, *extra: str, name: str = "fastproxy") -> Server:
     argv = [str(fastproxy_exe()), "run", "--listen-host", "127.0.0.1", "-p", str(port), "-q",
-            "--mode", mode, *extra]
+            "--mode", mode, "--set", f"confdir={WORK / 'fastproxy-conf'}", *extra]
     return Server(name, argv, port)
 
 

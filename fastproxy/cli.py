@@ -1,0 +1,146 @@
+"""`fastproxy run | read | replay | ca`: the command line, with mitmdump's flags.
+
+Every flag of `run` is also an option (`--set name=value` sets any of them); `--help`
+lists them all, with the addon options, and the events addons can listen to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Sequence
+
+from fastproxy.addonmanager import AddonManager
+from fastproxy.hooks import HOOKS
+from fastproxy.log import setup_termlog
+from fastproxy.options import Options, OptionsError
+
+
+def default_addons() -> list:
+    """The built-in addons every proxy process loads."""
+    from fastproxy.addons.dumper import Dumper
+    return [Dumper()]
+
+
+def _options_epilog(options: Options) -> str:
+    lines = ["options (set any with --set name=value):"]
+    for option in sorted(options, key=lambda o: o.name):
+        default = "" if option.default in (None, [], "") else f" [default: {option.default}]"
+        lines.append(f"  {option.name} ({option.typespec.__name__}): {option.help}{default}")
+    lines.append("\nevents addons can listen to (see hooks.py):")
+    lines.extend(f"  {hook.name}({', '.join(hook.args)}): {hook.doc}" for hook in HOOKS.values())
+    return "\n".join(lines)
+
+
+def _add_run_parser(commands, options: Options) -> None:
+    run = commands.add_parser(
+        "run", help="run the proxy", epilog=_options_epilog(options),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the intercepting proxy (flags as mitmdump's).")
+    run.add_argument("-p", "--listen-port", type=int, help="port to listen on (default 8080)")
+    run.add_argument("--listen-host", help="address to listen on (default 127.0.0.1)")
+    run.add_argument("-m", "--mode", help="regular (default), reverse:URL, upstream:URL")
+    run.add_argument("-s", "--script", dest="scripts", action="append", default=[],
+                     metavar="SCRIPT", help="load an addon script (repeatable)")
+    run.add_argument("-w", "--save-stream-file", metavar="FILE",
+                     help="record flows to FILE (+FILE appends)")
+    run.add_argument("-q", "--quiet", action="store_true", help="print nothing per flow")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="more detail: -v headers, -vv bodies and debug log")
+    run.add_argument("-k", "--ssl-insecure", action="store_true",
+                     help="do not verify upstream TLS certificates")
+    run.add_argument("--ignore-hosts", action="append", default=[], metavar="REGEX",
+                     help="pass matching host:port through untouched")
+    run.add_argument("--allow-hosts", action="append", default=[], metavar="REGEX",
+                     help="intercept only matching host:port")
+    run.add_argument("--tcp-hosts", action="append", default=[], metavar="REGEX",
+                     help="treat matching host:port as raw TCP")
+    run.add_argument("--workers", type=int, help="worker processes on one port (default 1)")
+    run.add_argument("--set", dest="setoptions", action="append", default=[],
+                     metavar="NAME=VALUE", help="set any option (repeatable)")
+
+
+def _apply_run_args(args: argparse.Namespace, options: Options) -> None:
+    values = {}
+    for flag, name in (("listen_port", "listen_port"), ("listen_host", "listen_host"),
+                       ("mode", "mode"), ("workers", "workers")):
+        if getattr(args, flag) is not None:
+            values[name] = getattr(args, flag)
+    if args.scripts:
+        values["scripts"] = args.scripts
+    if args.ssl_insecure:
+        values["ssl_insecure"] = True
+    for name in ("ignore_hosts", "allow_hosts", "tcp_hosts"):
+        if getattr(args, name):
+            values[name] = getattr(args, name)
+    if args.quiet:
+        values.update(flow_detail=0, termlog_verbosity="error")
+    elif args.verbose:
+        values.update(flow_detail=1 + min(args.verbose, 2))
+        if args.verbose > 1:
+            values["termlog_verbosity"] = "debug"
+    if args.save_stream_file:
+        values["save_stream_file"] = args.save_stream_file
+    options.update(**values)
+    options.set(*args.setoptions)
+
+
+def _serve(options: Options, addons: AddonManager) -> int:
+    import uvloop
+
+    from fastproxy.master import Master
+    from fastproxy.proxy.mode_specs import ProxyMode
+    ProxyMode.parse(options.mode)  # a bad mode is an error before anything starts
+    setup_termlog(options.termlog_verbosity)
+    try:
+        uvloop.run(Master(options, addons).run())
+    except OSError as e:
+        print(f"fastproxy: cannot listen on {options.listen_host}:{options.listen_port}: {e}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, options: Options, addons: AddonManager) -> int:
+    try:
+        for script in args.scripts:  # first, so that --set can reach their options
+            addons.load_script(script)
+        _apply_run_args(args, options)
+        from fastproxy.proxy.mode_specs import ProxyMode
+        ProxyMode.parse(options.mode)
+    except (OptionsError, ValueError, FileNotFoundError, SyntaxError, ImportError) as e:
+        print(f"fastproxy: {e}", file=sys.stderr)
+        return 2
+    if options.workers > 1:
+        from fastproxy.master import run_workers
+
+        def serve_worker(index: int) -> int:
+            options.update(worker_index=index)
+            return _serve(options, addons)
+        return run_workers(options, serve_worker)
+    return _serve(options, addons)
+
+
+def build_parser(options: Options) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastproxy", description="An intercepting HTTP/1, HTTP/2, WebSocket and TCP proxy.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(commands, options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = Options()
+    addons = AddonManager(options)
+    addons.add(*default_addons())
+    parser = build_parser(options)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args, options, addons)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Typed options: every command-line flag is one, `--set name=value` sets any of them.
+
+Addons register their own options with `loader.add_option(...)` from their `load` hook.
+Changing options calls every subscriber (the addon manager, which fires `configure`) with
+the set of names that changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+MiB = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Option:
+    """One option: its type, default, current value and help text."""
+
+    name: str
+    typespec: type
+    default: Any
+    help: str
+    value: Any
+    choices: tuple[str, ...] | None = None
+
+
+class OptionsError(ValueError):
+    """An unknown option or a value of the wrong type."""
+
+
+class Options:
+    """The whole configuration; options are read as attributes (`options.listen_port`)."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_options", {})
+        object.__setattr__(self, "_subscribers", [])
+        for args in CORE_OPTIONS:
+            self.add_option(*args)
+
+    def add_option(self, name: str, typespec: type, default: Any, help: str,
+                   choices: Iterable[str] | None = None) -> None:
+        """Register an option (core or addon); registering the same option twice is fine."""
+        if name in self._options:
+            return
+        self._options[name] = Option(name, typespec, default, help, _copy(default),
+                                     tuple(choices) if choices else None)
+
+    def subscribe(self, callback: Callable[[set[str]], None]) -> None:
+        """Call `callback(updated_names)` after every change."""
+        self._subscribers.append(callback)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._options[name].value
+        except KeyError:
+            raise AttributeError(f"no option named {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.update(**{name: value})
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._options
+
+    def __iter__(self):
+        return iter(self._options.values())
+
+    def keys(self) -> set[str]:
+        return set(self._options)
+
+    def update(self, **values: Any) -> None:
+        """Set several options at once; subscribers hear once, with the changed names."""
+        for name, value in values.items():
+            option = self._get(name)
+            _check_type(option, value)
+            option.value = value
+        updated = set(values)
+        if updated:
+            for callback in self._subscribers:
+                callback(updated)
+
+    def set(self, *specs: str) -> None:
+        """Apply `name=value` strings as given to `--set` (a list option appends)."""
+        values: dict[str, Any] = {}
+        for spec in specs:
+            name, sep, text = spec.partition("=")
+            if not sep:
+                raise OptionsError(f"--set takes name=value, got {spec!r}")
+            option = self._get(name.strip())
+            parsed = parse_value(option, text)
+            if option.typespec is list:
+                parsed = values.get(option.name, list(option.value)) + parsed
+            values[option.name] = parsed
+        self.update(**values)
+
+    def _get(self, name: str) -> Option:
+        try:
+            return self._options[name]
+        except KeyError:
+            raise OptionsError(f"unknown option {name!r}") from None
+
+
+def parse_value(option: Option, text: str) -> Any:
+    """Turn a command-line string into a value of the option's type."""
+    kind = option.typespec
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on", ""):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise OptionsError(f"{option.name}: expected true or false, got {text!r}")
+    if kind is list:
+        return [text]
+    if kind is str and option.default is None and text == "":
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise OptionsError(f"{option.name}: expected {kind.__name__}, got {text!r}") from None
+
+
+def _check_type(option: Option, value: Any) -> None:
+    if value is None and option.default is None:
+        return
+    kind = option.typespec
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise OptionsError(f"{option.name}: expected {kind.__name__}, got {value!r}")
+    if option.choices and value not in option.choices:
+        raise OptionsError(f"{option.name}: must be one of {', '.join(option.choices)}")
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+CORE_OPTIONS: tuple[tuple, ...] = (
+    ("listen_host", str, "127.0.0.1", "Address to listen on."),
+    ("listen_port", int, 8080, "Port to listen on (0 picks a free one)."),
+    ("mode", str, "regular",
+     "Proxy mode: regular, reverse:URL (http://, https://, tcp://), upstream:URL."),
+    ("workers", int, 1, "Worker processes sharing the listening port (SO_REUSEPORT)."),
+    ("worker_index", int, 0, "This process's worker number (set by the proxy itself)."),
+    ("scripts", list, [], "Addon scripts to load (-s)."),
+    ("confdir", str, "~/.fastproxy", "Where the CA and other state live."),
+    ("ssl_insecure", bool, False, "Do not verify upstream TLS certificates."),
+    ("ignore_hosts", list, [], "Regexes of host:port to pass through untouched."),
+    ("allow_hosts", list, [], "Regexes of host:port to intercept; all others pass through."),
+    ("tcp_hosts", list, [], "Regexes of host:port to treat as raw TCP."),
+    ("keep_host_header", bool, False, "Reverse mode: keep the client's Host header."),
+    ("flow_detail", int, 1, "Console output per flow: 0 none, 1 one line, 2 headers, 3 bodies."),
+    ("termlog_verbosity", str, "info", "Log level printed to the terminal.",
+     ("debug", "info", "warn", "error")),
+    ("body_size_limit", int, 64 * MiB,
+     "Largest body gathered for addons; larger ones are refused (413 / 502)."),
+    ("max_head_size", int, 64 * 1024, "Largest HTTP/1 head (request or status line and headers)."),
+    ("max_headers", int, 100, "Most header fields in one HTTP/1 head."),
+    ("idle_timeout", float, 120.0, "Seconds a client connection may sit idle between requests."),
+    ("head_timeout", float, 30.0, "Seconds a client may take to send a whole request head."),
+    ("connect_timeout", float, 10.0, "Seconds to wait for an upstream connection."),
+    ("upstream_pool_size", int, 256, "Idle upstream connections kept per host:port."),
+    ("upstream_idle_timeout", float, 60.0, "Seconds an idle upstream connection is kept."),
+)

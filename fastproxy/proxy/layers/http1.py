@@ -1,0 +1,406 @@
+"""HTTP/1 proxying: requests from one client connection, answered in order.
+
+For each request head the layer picks the upstream, then either streams the body
+through (when no addon needs it: the received bytes are written on as they are) or
+gathers it for the addons. `HTTPFlow` objects exist only when some addon listens to an
+HTTP event; the events fire in mitmproxy's order:
+
+    requestheaders -> request -> (upstream) -> responseheaders -> response | error
+
+Framing follows RFC 9112: bodies keep their framing when streamed and get a
+Content-Length when gathered; hop-by-hop fields (RFC 9110 §7.6.1) are not forwarded.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastproxy._core import BODY, CLOSED, END, HEAD, ProtocolError, build_head
+from fastproxy.flow import Error
+from fastproxy.http import Headers, HTTPFlow, Request, Response
+from fastproxy.log import logger
+from fastproxy.proxy.context import Layer, RootContext
+from fastproxy.proxy.layers.routing import HOP_BY_HOP, Route, route_request
+from fastproxy.proxy.streams import ConnectionGone
+from fastproxy.proxy.upstream import Upstream, UpstreamError
+
+HOP_BY_HOP_REFRAMED = HOP_BY_HOP | {b"transfer-encoding", b"content-length"}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CLOSE_FIELD = [(b"Connection", b"close")]
+KEEP_ALIVE_FIELD = [(b"Connection", b"keep-alive")]
+
+
+class BodyTooLarge(Exception):
+    """A body to gather exceeds `body_size_limit`."""
+
+
+class HttpLayer(Layer):
+    """Serves HTTP/1 requests on the client connection until it closes.
+
+    `tunnel` is the CONNECT target when this layer runs inside a tunnel (the requests
+    are then in origin-form and go to that host).
+    """
+
+    def __init__(self, ctx: RootContext, tunnel: tuple[str, int] | None = None) -> None:
+        super().__init__(ctx)
+        self.tunnel = tunnel
+
+    async def run(self) -> None:
+        client = self.ctx.client
+        while True:
+            try:
+                event = await client.next_event()
+            except ProtocolError as e:
+                self.refuse(400, f"Bad request: {e}")
+                return
+            except ConnectionGone:
+                return
+            if event == CLOSED or not await self.exchange(client.reader.head):
+                return
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer a request that cannot be served, and close the client connection."""
+        logger.info("%s: %d %s", _peer(self.ctx), status, message)
+        client = self.ctx.client
+        if not client.closed:
+            client.write(_error_response(status, message))
+            client.transport.close()
+
+    async def exchange(self, head) -> bool:
+        """Serve one request; True when the client connection stays open for the next."""
+        if head.method == b"CONNECT":
+            return await self.connect(head)
+        try:
+            route = route_request(self.ctx, head, self.tunnel)
+        except ProtocolError as e:
+            self.refuse(400, str(e))
+            return False
+        exchange = Exchange(self.ctx, head, route)
+        try:
+            return await exchange.run()
+        except ConnectionGone as e:
+            await exchange.fail(f"connection closed: {e}")
+            return False
+        except BodyTooLarge as e:
+            await exchange.fail(str(e))
+            self.refuse(502 if exchange.response_started else 413, str(e))
+            return False
+        except ProtocolError as e:
+            if exchange.response_started:
+                await exchange.fail(f"bad response from upstream: {e}")
+                self.ctx.client.transport.close()
+            else:
+                await exchange.fail(f"bad request: {e}")
+                self.refuse(400, f"Bad request: {e}")
+            return False
+
+    async def connect(self, head) -> bool:
+        from fastproxy.proxy.layers.tunnel import handle_connect
+        await handle_connect(self, head)
+        return False
+
+
+class Exchange:
+    """One request and its response, with or without an `HTTPFlow`."""
+
+    __slots__ = ("ctx", "head", "route", "flow", "upstream", "response_started",
+                 "client_keep_alive", "request_body_done")
+
+    def __init__(self, ctx: RootContext, head, route: Route) -> None:
+        self.ctx = ctx
+        self.head = head
+        self.route = route
+        self.flow: HTTPFlow | None = None
+        self.upstream: Upstream | None = None
+        self.response_started = False
+        self.client_keep_alive = head.keep_alive
+        self.request_body_done = not ctx.client.reader.has_body
+
+    async def run(self) -> bool:
+        ctx = self.ctx
+        listeners = ctx.listeners
+        if listeners.requestheaders or listeners.request or listeners.responseheaders \
+                or listeners.response or listeners.error:
+            return await self.run_with_flow()
+        return await self.run_fast()
+
+    # -- no addon listens: bytes straight through -------------------------------------
+
+    async def run_fast(self) -> bool:
+        head, route = self.head, self.route
+        request_head = build_head(route.start_line, head.fields, route.drop, route.extra)
+        upstream = await self.open_upstream(route.scheme, route.host, route.port)
+        if upstream is None:
+            return False
+        upstream.endpoint.write(request_head)
+        await self.stream_request_body()
+        resp = await self.read_response_head(upstream, head.method)
+        if resp.status_code == 101:
+            return await self.switch_protocols(upstream, _status_line(resp), resp.fields)
+        self.client_write_head(_status_line(resp), resp.fields, self.response_drop(resp), None)
+        await self.stream_body(upstream.endpoint, self.ctx.client)
+        return self.finish(upstream, resp)
+
+    # -- with a flow: events for the addons -------------------------------------------
+
+    async def run_with_flow(self) -> bool:
+        ctx = self.ctx
+        addons, listeners = ctx.addons, ctx.listeners
+        flow = self.flow = self.make_flow()
+        request = flow.request
+        gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
+        if listeners.requestheaders:
+            await addons.trigger("requestheaders", flow)
+        if gather and not request.stream and not self.request_body_done:
+            request.raw_content = await self.gather_body(ctx.client, True)
+            request.timestamp_end = time.time()
+        if listeners.request:
+            await addons.trigger("request", flow)
+        if flow.error is not None:  # killed by an addon
+            ctx.client.transport.close()
+            return False
+        if flow.response is not None:
+            return await self.answer_from_flow(flow)
+        upstream = await self.open_upstream(request.scheme, request.host, request.port)
+        if upstream is None:
+            return False
+        self.send_request(upstream, request)
+        if not self.request_body_done:
+            await self.stream_request_body()
+            request.timestamp_end = time.time()
+        resp_head = await self.read_response_head(upstream, self.head.method)
+        response = flow.response = Response(resp_head.version, resp_head.status_code,
+                                            resp_head.reason, Headers(resp_head.fields),
+                                            None, None, time.time(), None)
+        if listeners.responseheaders:
+            await addons.trigger("responseheaders", flow)
+        if resp_head.status_code == 101:
+            return await self.switch_protocols(upstream, _response_line(response),
+                                               list(response.headers.fields))
+        if gather and not response.stream and upstream.endpoint.reader.has_body:
+            response.raw_content = await self.gather_body(upstream.endpoint, False)
+            response.timestamp_end = time.time()
+            return await self.deliver_gathered(flow, upstream, resp_head)
+        self.client_write_head(_response_line(response), list(response.headers.fields),
+                               self.response_drop(resp_head), None)
+        await self.stream_body(upstream.endpoint, ctx.client)
+        response.timestamp_end = time.time()
+        if gather and response.raw_content is None and not upstream.endpoint.reader.has_body:
+            response.raw_content = b""
+        if listeners.response:
+            await addons.trigger("response", flow)
+        return self.finish(upstream, resp_head)
+
+    def make_flow(self) -> HTTPFlow:
+        head, route, ctx = self.head, self.route, self.ctx
+        flow = HTTPFlow(ctx.client_conn, ctx.server_conn, live=True)
+        request = Request(route.host, route.port, head.method, route.scheme.encode(),
+                          route.authority, route.path, head.version, Headers(head.fields),
+                          None if ctx.client.reader.has_body else b"", None, time.time(), None)
+        if route.host_header is not None:
+            request.headers["Host"] = route.host_header
+        flow.request = request
+        return flow
+
+    def send_request(self, upstream: Upstream, request: Request) -> None:
+        start = b" ".join((request.method.encode(), request.path.encode(), self.head.version))
+        if request.raw_content is not None and self.request_body_done:
+            body = request.raw_content
+            extra = [(b"Content-Length", str(len(body)).encode())] if body or \
+                self.head.content_length >= 0 or self.head.chunked else None
+            upstream.endpoint.write(build_head(start, list(request.headers.fields),
+                                               self.route.drop | HOP_BY_HOP_REFRAMED, extra) + body)
+        else:
+            upstream.endpoint.write(build_head(start, list(request.headers.fields),
+                                               self.route.drop, None))
+
+    async def answer_from_flow(self, flow: HTTPFlow) -> bool:
+        """An addon set `flow.response` in `request`: answer without the upstream."""
+        if not self.request_body_done:
+            self.client_keep_alive = False  # the unread request body would be taken as a request
+        response = flow.response
+        if self.ctx.listeners.response:
+            await self.ctx.addons.trigger("response", flow)
+        self.write_response(response)
+        return self.client_keep_alive
+
+    async def deliver_gathered(self, flow: HTTPFlow, upstream: Upstream, resp_head) -> bool:
+        if self.ctx.listeners.response:
+            await self.ctx.addons.trigger("response", flow)
+        if flow.error is not None:
+            upstream.endpoint.close()
+            return False
+        self.write_response(flow.response)
+        return self.finish(upstream, resp_head)
+
+    def write_response(self, response: Response) -> None:
+        body = response.raw_content or b""
+        extra = [(b"Content-Length", str(len(body)).encode())]
+        self.client_write_head(_response_line(response), list(response.headers.fields),
+                               HOP_BY_HOP_REFRAMED, extra)
+        if body and self.head.method != b"HEAD":
+            self.ctx.client.write(body)
+
+    # -- pieces -----------------------------------------------------------------------
+
+    async def open_upstream(self, scheme: str, host: str, port: int) -> Upstream | None:
+        try:
+            upstream = self.upstream = await self.ctx.pool.acquire(scheme, host, port)
+        except UpstreamError as e:
+            await self.fail(str(e))
+            self.ctx.client.write(_error_response(502, str(e), close=True))
+            self.ctx.client.transport.close()
+            return None
+        self.ctx.server_conn = upstream.server
+        if self.flow is not None:
+            self.flow.server_conn = upstream.server
+        return upstream
+
+    async def stream_request_body(self) -> None:
+        if self.request_body_done:
+            return
+        if self.head.expect_continue and self.head.version == b"HTTP/1.1":
+            self.ctx.client.write(CONTINUE)
+        await self.stream_body(self.ctx.client, self.upstream.endpoint)
+        self.request_body_done = True
+
+    async def stream_body(self, source, sink) -> None:
+        """Forward one message body from `source` to `sink` as received (raw framing)."""
+        reader = source.reader
+        reader.decode = False
+        while True:
+            event = reader.next_event()
+            if event == BODY:
+                sink.write(reader.chunk)
+                await sink.drain()
+            elif event == END:
+                return
+            else:
+                await source.wait_data()
+
+    async def gather_body(self, source, is_request: bool) -> bytes:
+        """Read one whole message body, without transfer coding, up to the size limit."""
+        if is_request and self.head.expect_continue and self.head.version == b"HTTP/1.1":
+            self.ctx.client.write(CONTINUE)
+        reader = source.reader
+        reader.decode = True
+        limit = self.ctx.options.body_size_limit
+        pieces, size = [], 0
+        while True:
+            event = reader.next_event()
+            if event == BODY:
+                pieces.append(reader.chunk)
+                size += len(reader.chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"body larger than body_size_limit ({limit} bytes)")
+            elif event == END:
+                if is_request:
+                    self.request_body_done = True
+                return b"".join(pieces)
+            else:
+                await source.wait_data()
+
+    async def read_response_head(self, upstream: Upstream, method: bytes):
+        """The final response head; 1xx interim responses are passed to the client."""
+        endpoint = upstream.endpoint
+        while True:
+            endpoint.reader.expect_response_to(method)
+            event = await endpoint.next_event()
+            if event != HEAD:
+                raise ConnectionGone("upstream closed the connection before responding")
+            self.response_started = True
+            head = endpoint.reader.head
+            if head.status_code >= 200 or head.status_code == 101:
+                return head
+            if head.status_code != 100:  # our own 100 Continue already went out
+                self.ctx.client.write(build_head(_status_line(head), head.fields, HOP_BY_HOP, None))
+            endpoint.reader.next_event()  # END of the interim response
+
+    def response_drop(self, resp) -> frozenset:
+        return HOP_BY_HOP if not resp.has_hop_headers else HOP_BY_HOP | _connection_tokens(resp)
+
+    def client_write_head(self, status_line: bytes, fields: list, drop: frozenset,
+                          extra: list | None) -> None:
+        """Send a response head to the client, saying whether the connection stays.
+
+        `extra` is given when the body is re-framed with a Content-Length; otherwise a
+        close-delimited upstream body means the client connection must close too.
+        """
+        close_delimited = extra is None and self.upstream is not None and \
+            self.upstream.endpoint.reader.body_is_close_delimited
+        if close_delimited or not self.client_keep_alive:
+            self.client_keep_alive = False
+            extra = (extra or []) + CLOSE_FIELD
+        elif self.head.version == b"HTTP/1.0":
+            extra = (extra or []) + KEEP_ALIVE_FIELD
+        self.ctx.client.write(build_head(status_line, fields, drop, extra))
+
+    async def switch_protocols(self, upstream: Upstream, status_line: bytes, fields: list) -> bool:
+        """After 101 Switching Protocols both sides speak the new protocol: relay it."""
+        from fastproxy.proxy.layers.tunnel import relay_upgraded
+        self.ctx.client.write(build_head(status_line, fields, None, None))
+        await relay_upgraded(self.ctx, upstream, self.flow)
+        return False
+
+    def finish(self, upstream: Upstream, resp_head) -> bool:
+        """Return the upstream connection to the pool if it can be reused."""
+        if resp_head.keep_alive and not upstream.endpoint.reader.body_is_close_delimited:
+            self.ctx.pool.release(upstream)
+        else:
+            upstream.endpoint.close()
+        if not self.client_keep_alive:
+            self.ctx.client.transport.close()
+        return self.client_keep_alive
+
+    async def fail(self, message: str) -> None:
+        """Record an error on the flow (firing `error`) and log it."""
+        logger.info("%s: %s", _peer(self.ctx), message)
+        if self.upstream is not None:
+            self.upstream.endpoint.close()
+        flow = self.flow
+        if flow is not None and flow.error is None:
+            flow.error = Error(message)
+            if self.ctx.listeners.error:
+                await self.ctx.addons.trigger("error", flow)
+
+
+def _status_line(head) -> bytes:
+    return b"%s %d %s" % (head.version, head.status_code, head.reason)
+
+
+def _response_line(response: Response) -> bytes:
+    return f"{response.http_version} {response.status_code} {response.reason}".encode(
+        "utf-8", "surrogateescape")
+
+
+def _connection_tokens(head) -> frozenset:
+    """Field names listed in Connection: hop-by-hop too (RFC 9110 §7.6.1)."""
+    if head.connection is None:
+        return frozenset()
+    return frozenset(t.strip() for t in head.connection.split(b",") if t.strip())
+
+
+def serialize_response(response: Response, close: bool) -> bytes:
+    """A whole response (head and body, Content-Length framed) as bytes."""
+    body = response.raw_content or b""
+    extra = [(b"Content-Length", str(len(body)).encode())]
+    if close:
+        extra += CLOSE_FIELD
+    return build_head(_response_line(response), list(response.headers.fields),
+                      HOP_BY_HOP_REFRAMED, extra) + body
+
+
+def _error_response(status: int, message: str, close: bool = True) -> bytes:
+    body = (message + "\n").encode("utf-8", "replace")
+    reason = {400: b"Bad Request", 413: b"Payload Too Large", 502: b"Bad Gateway",
+              504: b"Gateway Timeout", 405: b"Method Not Allowed"}.get(status, b"Error")
+    fields = [(b"Content-Type", b"text/plain; charset=utf-8"),
+              (b"Content-Length", str(len(body)).encode())]
+    if close:
+        fields.append((b"Connection", b"close"))
+    return build_head(b"HTTP/1.1 %d %s" % (status, reason), fields, None, None) + body
+
+
+def _peer(ctx: RootContext) -> str:
+    host, port = ctx.client_conn.peername[:2]
+    return f"{host}:{port}"

@@ -1,0 +1,132 @@
+"""Where a request goes: the upstream and the head to send it with, by proxy mode.
+
+- regular mode: absolute-form targets (`GET http://host:port/path`), rewritten to
+  origin-form for the upstream (RFC 9112 §3.2.2);
+- inside a CONNECT tunnel: origin-form, to the tunnel's host;
+- reverse mode: origin-form, to the configured upstream, with the Host header set to it
+  unless `keep_host_header`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastproxy._core import ProtocolError
+from fastproxy.proxy.mode_specs import ReverseMode
+
+HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+                        b"upgrade"))
+HOP_BY_HOP_AND_HOST = HOP_BY_HOP | {b"host"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(slots=True)
+class Route:
+    """The upstream of one request and how its head is rewritten for it."""
+
+    scheme: str
+    host: str
+    port: int
+    authority: bytes
+    """The authority of an absolute-form target (empty for origin-form)."""
+    path: bytes
+    start_line: bytes
+    """The request line to send upstream."""
+    drop: frozenset
+    """Lowercased field names not to forward."""
+    extra: list | None
+    """Fields to add (the rewritten Host)."""
+    host_header: str | None
+    """The Host value the upstream gets, when it is rewritten."""
+
+
+def route_request(ctx, head, tunnel: tuple[str, int] | None) -> Route:
+    """The route for a request head, or ProtocolError when the target is unusable."""
+    mode = ctx.mode
+    target = head.target
+    if isinstance(mode, ReverseMode):
+        host, port = mode.address
+        scheme = "https" if mode.scheme in ("https", "tls") else "http"
+        authority, path = b"", _origin_form(target)
+        host_header = None if ctx.options.keep_host_header else _host_value(scheme, host, port)
+    elif tunnel is not None:
+        (host, port), scheme = tunnel, "http"
+        authority, path, host_header = b"", _origin_form(target), None
+    else:
+        scheme, host, port, authority, path = parse_absolute_form(target)
+        host_header = None
+    drop = _drop_set(head, host_header is not None)
+    extra = [(b"Host", host_header.encode())] if host_header is not None else None
+    start_line = b" ".join((head.method, path, head.version))
+    return Route(scheme, host, port, authority, path, start_line, drop, extra, host_header)
+
+
+def parse_absolute_form(target: bytes) -> tuple[str, str, int, bytes, bytes]:
+    """(scheme, host, port, authority, path) of `http://host[:port]/path`."""
+    scheme_end = target.find(b"://")
+    scheme = target[:scheme_end].lower().decode("ascii", "replace") if scheme_end > 0 else ""
+    if scheme not in _DEFAULT_PORTS:
+        raise ProtocolError(
+            f"invalid request target {target[:100]!r}: a proxy request needs absolute-form "
+            "(http://host/path)")
+    rest = target[scheme_end + 3:]
+    slash = rest.find(b"/")
+    authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+    query = authority.find(b"?")
+    if query >= 0:
+        authority, path = authority[:query], b"/" + authority[query:]
+    host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
+    return scheme, host, port, authority, path
+
+
+def split_authority(authority: bytes, default_port: int) -> tuple[str, int]:
+    """host and port of `host`, `host:port`, `[v6]` or `[v6]:port`."""
+    try:
+        text = authority.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"non-ASCII authority {authority[:100]!r}") from None
+    if "@" in text:
+        raise ProtocolError("credentials in the request target are not allowed")
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ProtocolError(f"invalid authority {text!r}")
+        host, rest = text[1:end], text[end + 1:]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ProtocolError(f"invalid authority {text!r}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ProtocolError(f"invalid port in {text!r}")
+    return host, int(port_text)
+
+
+def _origin_form(target: bytes) -> bytes:
+    if target.startswith(b"/") or target == b"*":
+        return target
+    if b"://" in target:  # absolute-form is allowed everywhere (RFC 9112 §3.2.2)
+        return parse_absolute_form(target)[4]
+    raise ProtocolError(f"invalid request target {target[:100]!r}")
+
+
+def _drop_set(head, rewrite_host: bool) -> frozenset:
+    if not (head.upgrade or head.connection is not None or head.expect_continue):
+        return HOP_BY_HOP_AND_HOST if rewrite_host else HOP_BY_HOP  # the usual case: no allocation
+    drop = HOP_BY_HOP
+    if head.upgrade:
+        drop = drop - {b"upgrade", b"connection"}  # the upgrade is end to end here
+    elif head.connection is not None:
+        drop = drop | {t.strip() for t in head.connection.split(b",")}
+    if rewrite_host:
+        drop = drop | {b"host"}
+    if head.expect_continue:
+        drop = drop | {b"expect"}  # the proxy answers 100 Continue itself
+    return drop
+
+
+def _host_value(scheme: str, host: str, port: int) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return host if _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"

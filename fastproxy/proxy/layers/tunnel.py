@@ -1,0 +1,152 @@
+"""CONNECT tunnels, what runs inside them, and the raw TCP relay.
+
+After `200 Connection established` the first client bytes decide the next layer:
+HTTP is parsed as HTTP (`HttpLayer` with the tunnel's host), anything else is relayed
+as bytes (`TcpLayer`). Hosts matching `--ignore-hosts`, `--tcp-hosts` (or missing
+`--allow-hosts`) are relayed without looking.
+
+`TcpLayer` moves bytes through `_core.Relay`: no Python code runs per chunk and each
+side's reading pauses while the other side's write buffer is full.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from fastproxy._core import ProtocolError, Relay
+from fastproxy.http import Headers, HTTPFlow, Request
+from fastproxy.log import logger
+from fastproxy.proxy.context import Layer, RootContext, run_layer
+from fastproxy.proxy.layers.routing import split_authority
+from fastproxy.proxy.mode_specs import RegularMode
+from fastproxy.proxy.upstream import Upstream, UpstreamError
+
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+_HTTP_START = re.compile(rb"[A-Z]{3,10} ")
+TLS_HANDSHAKE = 0x16
+
+
+async def handle_connect(layer, head) -> None:
+    """Answer a CONNECT request and run the layer for what the tunnel carries."""
+    ctx: RootContext = layer.ctx
+    if not isinstance(ctx.mode, RegularMode) or layer.tunnel is not None:
+        layer.refuse(405, "CONNECT is only allowed in regular mode")
+        return
+    try:
+        host, port = split_authority(head.target, 443)
+    except ProtocolError as e:
+        layer.refuse(400, f"Bad CONNECT target: {e}")
+        return
+    if ctx.listeners.http_connect and not await _connect_allowed(ctx, head, host, port):
+        return
+    ctx.client.write(ESTABLISHED)
+    await run_layer(ctx, await choose_tunnel_layer(ctx, host, port))
+
+
+async def _connect_allowed(ctx: RootContext, head, host: str, port: int) -> bool:
+    """Fire `http_connect`; a non-2xx response set by an addon refuses the tunnel."""
+    flow = HTTPFlow(ctx.client_conn, None, live=True)
+    flow.request = Request(host, port, b"CONNECT", b"", head.target, b"", head.version,
+                           Headers(head.fields), b"", None, time.time(), time.time())
+    await ctx.addons.trigger("http_connect", flow)
+    response = flow.response
+    if flow.error is not None:
+        ctx.client.transport.close()
+        return False
+    if response is None or 200 <= response.status_code < 300:
+        return True
+    from fastproxy.proxy.layers.http1 import serialize_response
+    ctx.client.write(serialize_response(response, close=True))
+    ctx.client.transport.close()
+    return False
+
+
+async def choose_tunnel_layer(ctx: RootContext, host: str, port: int) -> Layer:
+    """The layer for a tunnel's content, from the host options and its first bytes."""
+    from fastproxy.proxy.layers.http1 import HttpLayer
+    if _passes_through(ctx.options, host, port):
+        return TcpLayer(ctx, (host, port))
+    client = ctx.client
+    while client.reader.buffered == 0 and not client.closed:
+        await client.wait_data()
+        if client.reader.buffered == 0 and client.reader.at_message_start and client.closed:
+            break
+    first = client.reader.peek(16)
+    if first and first[0] != TLS_HANDSHAKE and _HTTP_START.match(first):
+        return HttpLayer(ctx, tunnel=(host, port))
+    return TcpLayer(ctx, (host, port))
+
+
+def _passes_through(options, host: str, port: int) -> bool:
+    address = f"{host}:{port}"
+    if any(re.search(p, address, re.IGNORECASE) for p in options.tcp_hosts):
+        return True
+    if any(re.search(p, address, re.IGNORECASE) for p in options.ignore_hosts):
+        return True
+    return bool(options.allow_hosts) and not any(
+        re.search(p, address, re.IGNORECASE) for p in options.allow_hosts)
+
+
+class TcpLayer(Layer):
+    """Relays bytes between the client and host:port until both sides are done."""
+
+    def __init__(self, ctx: RootContext, address: tuple[str, int]) -> None:
+        super().__init__(ctx)
+        self.address = address
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        server_side = Relay()
+        try:
+            server = await ctx.pool.connect(*self.address, server_side)
+        except UpstreamError as e:
+            logger.info("tunnel to %s:%d failed: %s", *self.address, e)
+            ctx.client.close()
+            return
+        ctx.server_conn = server
+        await relay(ctx, server_side, server_side.transport)
+        ctx.pool.closed(server)
+
+
+async def relay_upgraded(ctx: RootContext, upstream: Upstream, flow: HTTPFlow | None) -> None:
+    """After 101 Switching Protocols: relay both directions as bytes."""
+    endpoint = upstream.endpoint
+    server_side = Relay()
+    server_side.transport = endpoint.transport
+    pending = endpoint.reader.take_rest()
+    endpoint.on_lost = None
+    endpoint.transport.set_protocol(server_side)
+    if pending:
+        ctx.client.write(pending)
+    await relay(ctx, server_side, endpoint.transport)
+    ctx.pool.closed(upstream.server)
+
+
+async def relay(ctx: RootContext, server_side: Relay, server_transport) -> None:
+    """Hand the client's transport to a Relay paired with `server_side`; wait for the end."""
+    loop = ctx.client.loop
+    client_side = Relay()
+    client_side.peer, server_side.peer = server_side, client_side
+    client_transport = ctx.client.transport
+    client_side.transport = client_transport
+    server_side.transport = server_transport
+    finished = loop.create_future()
+    open_sides = [2]
+
+    def side_closed(_relay, _exc) -> None:
+        open_sides[0] -= 1
+        if open_sides[0] == 0 and not finished.done():
+            finished.set_result(None)
+
+    client_side.on_close = server_side.on_close = side_closed
+    pending = ctx.client.reader.take_rest()
+    if pending:
+        server_transport.write(pending)
+    client_transport.set_protocol(client_side)
+    client_transport.resume_reading()
+    server_transport.resume_reading()
+    if ctx.client.closed:
+        server_transport.close()
+        open_sides[0] -= 1
+    await finished
