@@ -326,8 +326,9 @@ cdef class HTTP1Reader:
                 self.framing = F_LENGTH if head.content_length > 0 else F_NONE
             else:
                 self.framing = F_CLOSE
-        self.remaining = head.content_length
         self._start_chunk_size()
+        if self.framing == F_LENGTH:
+            self.remaining = head.content_length
         self.state = S_BODY
 
     @property
