@@ -22,6 +22,7 @@ from typing import Any
 from fastproxy import flow
 from fastproxy.net import encoding
 from fastproxy.serializable import Serializable, State
+from fastproxy.websocket import WebSocketData
 
 Fields = list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]
 
@@ -839,7 +840,7 @@ class HTTPFlow(flow.Flow):
     response: Response | None
     """The server's response; it may come with an `error` if sending it back failed."""
     websocket: Any
-    """WebSocket data if this flow was upgraded; always None until WebSocket support lands."""
+    """The `fastproxy.websocket.WebSocketData` if this flow was upgraded to WebSocket."""
 
     def __init__(self, client_conn: Any, server_conn: Any, live: bool = False) -> None:
         super().__init__(client_conn, server_conn, live)
@@ -856,11 +857,11 @@ class HTTPFlow(flow.Flow):
 
     def set_state(self, state: State) -> None:
         request, response = state.pop("request"), state.pop("response")
-        if state.pop("websocket", None) is not None:
-            raise ValueError("HTTP flows with WebSocket data cannot be loaded yet")
+        websocket = state.pop("websocket", None)
         super().set_state(state)
         self.request = Request.from_state(request)
         self.response = None if response is None else Response.from_state(response)
+        self.websocket = None if websocket is None else WebSocketData.from_state(websocket)
 
     @property
     def timestamp_start(self) -> float:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import fastproxy.http  # noqa: F401  (registers HTTPFlow with Flow.from_state)
+import fastproxy.tcp  # noqa: F401  (registers TCPFlow)
 from fastproxy.flow import FLOW_FORMAT_VERSION, Flow
 from fastproxy.io import tnetstring
 
