@@ -127,7 +127,52 @@ def build_parser(options: Options) -> argparse.ArgumentParser:
         prog="fastproxy", description="An intercepting HTTP/1, HTTP/2, WebSocket and TCP proxy.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands, options)
+    _add_ca_parser(commands)
     return parser
+
+
+def _add_ca_parser(commands) -> None:
+    ca = commands.add_parser(
+        "ca", help="show the CA certificate (creating it on first use) and how to trust it",
+        description="Print where fastproxy's CA certificate is, its fingerprint, and how to "
+                    "make clients trust it. The CA is created in the confdir if missing.")
+    ca.add_argument("--set", dest="setoptions", action="append", default=[],
+                    metavar="NAME=VALUE", help="set an option, e.g. confdir=DIR")
+
+
+def cmd_ca(args: argparse.Namespace, options: Options) -> int:
+    """`fastproxy ca`: the CA's files, fingerprint and trust instructions."""
+    from fastproxy.certs import CertStore
+    try:
+        options.set(*args.setoptions)
+        store = CertStore.from_confdir(options.confdir)
+    except (OptionsError, OSError, ValueError) as e:
+        print(f"fastproxy: {e}", file=sys.stderr)
+        return 2
+    files = store.files
+    fingerprint = ":".join(f"{b:02X}" for b in store.ca.fingerprint())
+    print(f"""fastproxy CA: {store.ca.cn}, valid until {store.ca.notafter:%Y-%m-%d}
+SHA-256 fingerprint: {fingerprint}
+
+  private key + certificate (keep secret, mode 0600): {files.key}
+  certificate, PEM:        {files.pem}
+  certificate, DER (.cer): {files.cer}
+  certificate, PKCS#12:    {files.p12}
+
+Trust it:
+  curl:     curl --proxy http://127.0.0.1:8080 --cacert {files.pem} https://example.com/
+  Python:   SSL_CERT_FILE={files.pem} REQUESTS_CA_BUNDLE={files.pem} python app.py
+            (httpx: httpx.Client(proxy=..., verify="{files.pem}"))
+  Node:     NODE_EXTRA_CA_CERTS={files.pem} node app.js
+  Firefox:  Settings > Privacy & Security > Certificates > View Certificates >
+            Authorities > Import... {files.pem} (trust for websites)
+  Debian/Ubuntu system store (Chrome, most tools):
+            sudo cp {files.pem} /usr/local/share/ca-certificates/fastproxy.crt
+            sudo update-ca-certificates
+  macOS:    sudo security add-trusted-cert -d -r trustRoot \\
+              -k /Library/Keychains/System.keychain {files.pem}
+  Windows / Android / iOS: import {files.cer} (or {files.p12}) as a trusted root CA.""")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run(args, options, addons)
+    if args.command == "ca":
+        return cmd_ca(args, options)
     parser.error(f"unknown command {args.command}")
     return 2
 
