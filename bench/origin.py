@@ -48,7 +48,7 @@ def nginx_server(name: str, workdir: Path, http_block: str, port: int) -> Server
     conf = nginx_conf(workdir, http_block)
     argv = [which("nginx"), "-p", str(workdir), "-e", str(workdir / "error.log"),
             "-c", str(conf)]
-    return Server(name, argv, port)
+    return Server(name, argv, port, workdir=workdir)
 
 
 def write_bodies(root: Path) -> None:

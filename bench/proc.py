@@ -57,9 +57,11 @@ class ServerError(RuntimeError):
 class Server:
     """One server process tree: started in its own session, stopped by killing the group."""
 
-    def __init__(self, name: str, argv: list[str], port: int, env: dict | None = None):
+    def __init__(self, name: str, argv: list[str], port: int, env: dict | None = None,
+                 workdir: Path | None = None):
         self.name, self.argv, self.port = name, argv, port
         self.env = env
+        self.workdir = workdir  # a temp dir of its own, removed on stop
         self.log_path = WORK / "logs" / f"{name}-{port}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -107,6 +109,8 @@ class Server:
     def stop(self) -> None:
         """SIGTERM the whole process group, SIGKILL what is left after 5 s."""
         if self.proc is None:
+            if self.workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
             return
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             try:
@@ -125,6 +129,8 @@ class Server:
         if self in _live:
             _live.remove(self)
         self.proc = None
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "Server":
         return self if self.proc else self.start()
@@ -176,3 +182,15 @@ def ensure_tools() -> None:
     still = [exe for exe in APT if not which(exe)]
     if still:
         raise SystemExit(f"bench: could not install {still}")
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """How many cores' worth of CPU the machine spent over `seconds` (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return (1 - (i1 - i0) / max(1, t1 - t0)) * (os.cpu_count() or 1)

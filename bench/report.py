@@ -73,6 +73,9 @@ def markdown(env: dict, results: dict[str, list[dict]], goals: list[dict]) -> st
            "MB = 10⁶ bytes of response incl. headers. CPU and RSS are the proxy's whole "
            "process tree (/proc: utime+stime incl. reaped children; peak RSS sampled every "
            "0.1 s). × columns: req/s over the same cell's direct / nginx / mitmdump row."]
+    if env.get("busy_cores_at_start", 0) > 0.25:
+        out.append(f"**Warning:** {env['busy_cores_at_start']:.1f} cores were already busy "
+                   "when the run started; other load skews these figures.")
     for name, rows in results.items():
         if rows:
             out += ["", f"## {SCENARIOS[name].title}", "", table(SCENARIOS[name], rows)]

@@ -11,6 +11,7 @@ bench/.venv-peers), starts every server itself on 127.0.0.1 and stops them all o
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from bench import idle  # noqa: E402,F401 - (registration order = report order)
 from bench.goals import check_all  # noqa: E402
 from bench.origin import BODIES, origin  # noqa: E402
 from bench.peers import ensure_mitmdump  # noqa: E402
-from bench.proc import WORK, ensure_tools, log, raise_nofile, stop_all  # noqa: E402
+from bench.proc import WORK, busy_cores, ensure_tools, log, raise_nofile, stop_all  # noqa: E402
 from bench.report import environment, markdown, save  # noqa: E402
 from bench.scenarios import SCENARIOS, Context  # noqa: E402
 from bench.targets import fastproxy_ready  # noqa: E402
@@ -66,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.monotonic()
     raise_nofile()
+    shutil.rmtree(WORK / "logs", ignore_errors=True)
     WORK.mkdir(parents=True, exist_ok=True)
     ensure_tools()
+    busy = busy_cores()
+    if busy > 0.25:
+        log(f"warning: the machine is busy ({busy:.1f} cores in use before the bench started); "
+            "figures will be noisy")
     ensure_mitmdump()
     ok, why = fastproxy_ready()
     if not ok:
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown bodies {unknown}; known: {list(BODIES)}")
     config = {"duration": a.duration, "repeats": a.repeats, "warmup": a.warmup,
               "only": a.only, "bodies": bodies, "wrk_threads": a.wrk_threads,
-              "fastproxy_usable": ok}
+              "fastproxy_usable": ok, "busy_cores_at_start": round(busy, 2)}
     results: dict[str, list[dict]] = {}
     try:
         with origin() as org:
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(env, results, goals)
     print(text)
     path = save(env, results, goals, text)
-    log(f"done in {time.monotonic() - t0:.0f} s; results in {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    log(f"done in {time.monotonic() - t0:.0f} s; results in {path} (and latest.md/.json)")
     return 0
 
 

@@ -129,6 +129,9 @@ def http_matrix(ctx: Context) -> list[dict]:
         if ctx.wanted("http", t.name):
             rows += http_target(ctx, t)
     add_ratios(rows)
+    # One block per (body, conns) cell, targets in registry order inside it.
+    order = {name: i for i, name in enumerate(HTTP_TARGETS)}
+    rows.sort(key=lambda r: (list(BODIES).index(r["body"]), -r["conns"], order[r["target"]]))
     return rows
 
 
