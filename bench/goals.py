@@ -5,7 +5,7 @@ needs was not measured (filtered out with --only, or failed; the figures say whi
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 Rows = list[dict]
 
@@ -48,9 +48,9 @@ def vs_mitmdump_everywhere(rows: Rows) -> tuple:
     goal = "fastproxy reverse ≥ 20× mitmdump req/s in every body × conns cell"
     worst = None
     for r in rows:
-        if r["scenario"] == "http" and r["target"] == "fastproxy" and r.get("x_mitmdump"):
-            if worst is None or r["x_mitmdump"] < worst["x_mitmdump"]:
-                worst = r
+        if (r["scenario"] == "http" and r["target"] == "fastproxy" and r.get("x_mitmdump")
+                and (worst is None or r["x_mitmdump"] < worst["x_mitmdump"])):
+            worst = r
     if worst is None:
         return goal, "n/a", "needs http/fastproxy and http/mitmdump"
     cells = sum(1 for r in rows if r["scenario"] == "http" and r["target"] == "fastproxy"

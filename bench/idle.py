@@ -73,7 +73,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-@scenario("idle", f"{N_CONNS:,} idle keep-alive client connections (one GET each, then idle)", [
+@scenario("idle", f"{N_CONNS:,} idle keep-alive client connections (one GET each, then idle)",
+          order=30, columns=[
     Column("target", "label", "{}"), Column("held", "opened", "{:,}"),
     Column("failed", "failed", "{:,}"),
     Column("RSS before MiB", "rss_before_mib", "{:,.1f}"),

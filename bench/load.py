@@ -87,7 +87,8 @@ def wrk(url: str, conns: int, duration: float, script: Path, threads: int = 1,
     seconds = max(1, round(duration))  # wrk takes whole seconds only
     argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s",
             f"--timeout={timeout_s:g}s", "-s", str(script), url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout_s + 30)
+    out = subprocess.run(argv, check=False, capture_output=True, text=True,
+                         timeout=seconds + timeout_s + 30)
     if out.returncode != 0:
         msg = (out.stderr.strip() or out.stdout.strip())[-800:]
         raise RuntimeError(f"wrk failed ({out.returncode}): {msg}")

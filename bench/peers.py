@@ -32,8 +32,8 @@ def ensure_mitmdump() -> Path:
 
 def mitmdump_version() -> str:
     try:
-        out = subprocess.run([str(MITMDUMP), "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
+        out = subprocess.run([str(MITMDUMP), "--version"], check=False, capture_output=True,
+                             text=True, timeout=60).stdout
         return out.splitlines()[0].split(":", 1)[1].strip()
     except (OSError, IndexError, subprocess.SubprocessError):
         return "?"

@@ -22,7 +22,7 @@ ROOT = BENCH.parent
 WORK = BENCH / ".work"
 NOFILE = 65536
 
-_live: list["Server"] = []
+_live: list[Server] = []
 
 
 def raise_nofile(limit: int = NOFILE) -> None:
@@ -65,12 +65,14 @@ class Server:
         self.log_path = WORK / "logs" / f"{name}-{port}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def start(self, timeout: float = 30.0) -> Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=raise_nofile, env=self.env, cwd=ROOT)
+                start_new_session=True, env=self.env, cwd=ROOT,
+                # Runs between fork and exec; only setrlimit, no locks taken.
+                preexec_fn=raise_nofile)  # noqa: PLW1509
         _live.append(self)
         try:
             self.wait_accepting(timeout)
@@ -132,7 +134,7 @@ class Server:
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:  # noqa: PYI034
         return self if self.proc else self.start()
 
     def __exit__(self, *exc) -> None:
@@ -140,7 +142,7 @@ class Server:
 
 
 def stop_all() -> None:
-    for srv in list(_live):
+    for srv in list(_live):  # noqa: PERF101 - stop() removes from _live
         srv.stop()
 
 
@@ -148,8 +150,10 @@ def _sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-atexit.register(stop_all)
-signal.signal(signal.SIGTERM, _sigterm)
+def install_cleanup() -> None:
+    """For the bench's main: SIGTERM unwinds like Ctrl-C, and exit stops every server."""
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, _sigterm)
 
 
 APT = {"wrk": "wrk", "nginx": "nginx-light", "h2load": "nghttp2-client"}

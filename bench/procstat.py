@@ -86,7 +86,7 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._cpu0 = 0.0
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:  # noqa: PYI034
         if self.root is None:
             return self
         self.peak_rss = rss_bytes(self.root)

@@ -40,7 +40,7 @@ def table(sc: Scenario, rows: list[dict]) -> str:
 
 def _version(argv: list[str]) -> str:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30)
         return (out.stdout + out.stderr).strip().splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "?"
@@ -64,19 +64,20 @@ def environment(config: dict) -> dict:
 
 def markdown(env: dict, results: dict[str, list[dict]], goals: list[dict]) -> str:
     out = ["# fastproxy benchmark", "",
-           f"{env['date']} · commit {env['commit']} · {env['cores']} cores ({env['cpu']}) · "
-           f"Linux {env['kernel']} · Python {env['python']} · {env['wrk']} · {env['nginx']} · "
-           f"mitmproxy {env['mitmproxy']}",
-           f"Each cell: wrk for {env['duration']:g} s × {env['repeats']} "
+           (f"{env['date']} · commit {env['commit']} · {env['cores']} cores ({env['cpu']}) · "
+            f"Linux {env['kernel']} · Python {env['python']} · {env['wrk']} · {env['nginx']} · "
+            f"mitmproxy {env['mitmproxy']}"),
+           "",
+           (f"Each cell: wrk for {env['duration']:g} s × {env['repeats']} "
            f"(median), after {env['warmup']:g} s warm-up; wrk, the origin (nginx, 1 worker) "
            "and the proxy share the machine. "
            "MB = 10⁶ bytes of response incl. headers. CPU and RSS are the proxy's whole "
            "process tree (/proc: utime+stime incl. reaped children; peak RSS sampled every "
-           "0.1 s). × columns: req/s over the same cell's direct / nginx / mitmdump row."]
+           "0.1 s). × columns: req/s over the same cell's direct / nginx / mitmdump row.")]
     if env.get("busy_cores_at_start", 0) > 0.25:
         out.append(f"**Warning:** {env['busy_cores_at_start']:.1f} cores were already busy "
                    "when the run started; other load skews these figures.")
-    for name, rows in results.items():
+    for name, rows in results.items():  # already in report order
         if rows:
             out += ["", f"## {SCENARIOS[name].title}", "", table(SCENARIOS[name], rows)]
     if goals:

@@ -18,15 +18,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import tunnel  # noqa: E402,F401 - importing registers the scenario
-from bench import idle  # noqa: E402,F401 - (registration order = report order)
-from bench.goals import check_all  # noqa: E402
-from bench.origin import BODIES, origin  # noqa: E402
-from bench.peers import ensure_mitmdump  # noqa: E402
-from bench.proc import WORK, busy_cores, ensure_tools, log, raise_nofile, stop_all  # noqa: E402
-from bench.report import environment, markdown, save  # noqa: E402
-from bench.scenarios import SCENARIOS, Context  # noqa: E402
-from bench.targets import fastproxy_ready  # noqa: E402
+# Importing a scenario module registers its scenario.
+from bench import idle, tunnel
+from bench.goals import check_all
+from bench.origin import BODIES, origin
+from bench.peers import ensure_mitmdump
+from bench.proc import (
+    WORK,
+    busy_cores,
+    ensure_tools,
+    install_cleanup,
+    log,
+    raise_nofile,
+    stop_all,
+)
+from bench.report import environment, markdown, save
+from bench.scenarios import Context, in_order
+from bench.targets import fastproxy_ready
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,8 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def list_all() -> None:
     from bench.targets import HTTP_TARGETS
-    for name, sc in SCENARIOS.items():
-        print(f"{name}: {sc.title}")
+    for sc in in_order():
+        print(f"{sc.name}: {sc.title}")
     print("http targets: " + ", ".join(HTTP_TARGETS))
     print("tunnel targets: " + ", ".join(tunnel.TUNNEL_TARGETS))
     print("idle targets: " + ", ".join(idle.IDLE_TARGETS) + " (mitmdump only with --only idle/mitmdump)")
@@ -66,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         list_all()
         return 0
     t0 = time.monotonic()
+    install_cleanup()
     raise_nofile()
     shutil.rmtree(WORK / "logs", ignore_errors=True)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -90,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         with origin() as org:
             ctx = Context(org, a.duration, a.repeats, a.warmup, a.only, bodies,
                           [int(c) for c in a.conns.split(",")], a.wrk_threads, ok)
-            for name, sc in SCENARIOS.items():
-                log(f"scenario {name}")
-                results[name] = sc.run(ctx)
+            for sc in in_order():
+                log(f"scenario {sc.name}")
+                results[sc.name] = sc.run(ctx)
     finally:
         stop_all()
     rows = [r for rs in results.values() for r in rs]

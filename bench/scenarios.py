@@ -11,8 +11,8 @@ from __future__ import annotations
 import fnmatch
 import http.client
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from bench.load import lua_script, wrk
 from bench.origin import BODIES
@@ -65,16 +65,22 @@ class Scenario:
     title: str
     run: Callable[[Context], list[dict]]
     columns: list[Column] = field(default_factory=list)
+    order: int = 100
 
 
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(name: str, title: str, columns: list[Column]):
+def scenario(name: str, title: str, columns: list[Column], order: int = 100):
+    """Register `fn(ctx) -> rows` as scenario `name`; `order` places it in the report."""
     def register(fn: Callable[[Context], list[dict]]):
-        SCENARIOS[name] = Scenario(name, title, fn, columns)
+        SCENARIOS[name] = Scenario(name, title, fn, columns, order)
         return fn
     return register
+
+
+def in_order() -> list[Scenario]:
+    return sorted(SCENARIOS.values(), key=lambda sc: sc.order)
 
 
 def median(values: list) -> float | None:
@@ -122,7 +128,7 @@ HTTP_COLUMNS = [
 
 
 @scenario("http", "HTTP/1.1 GET through each target (wrk, keep-alive; medians of repeats)",
-          HTTP_COLUMNS)
+          HTTP_COLUMNS, order=10)
 def http_matrix(ctx: Context) -> list[dict]:
     rows = []
     for t in HTTP_TARGETS.values():

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from bench import peers
 from bench.proc import BENCH, ROOT, WORK, Server
@@ -36,8 +36,8 @@ def fastproxy_exe() -> Path:
 def fastproxy_ready() -> tuple[bool, str]:
     """Whether `fastproxy run --help` works (the CLI is being written alongside)."""
     try:
-        out = subprocess.run([str(fastproxy_exe()), "run", "--help"], capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run([str(fastproxy_exe()), "run", "--help"], check=False,
+                             capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         return False, str(e)
     return out.returncode == 0, (out.stderr or out.stdout).strip()[-300:]

@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 
+from bench import peers
 from bench.proc import Server, free_port, log
 from bench.procstat import Sampler
 from bench.scenarios import Column, Context, median, scenario
 from bench.targets import fastproxy
-from bench import peers
 
 GIB = 1 << 30
 CHUNK = 1 << 20
@@ -98,7 +98,7 @@ TUNNEL_TARGETS = {
 }
 
 
-@scenario("tunnel", "CONNECT tunnel moving 1 GiB (median of ≥ 3 runs)", [
+@scenario("tunnel", "CONNECT tunnel moving 1 GiB (median of ≥ 3 runs)", order=20, columns=[
     Column("target", "label", "{}"), Column("MB/s", "mbps", "{:,.0f}"),
     Column("seconds", "seconds", "{:.2f}"), Column("× direct", "x_direct", "{:.2f}×"),
     Column("CPU s/GiB", "cpu_s_per_gib", "{:.2f}"),
