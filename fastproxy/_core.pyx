@@ -38,6 +38,8 @@ DEF C_TRAILER = 4
 DEF C_DONE = 5
 DEF C_SIZE_LF = 6
 DEF C_EXT = 7
+DEF C_EXT_WS = 8
+DEF C_TRAILER_LF = 9
 
 DEF MAX_CHUNK_SIZE_DIGITS = 15
 
@@ -120,7 +122,9 @@ cdef inline void _note_header(Head head, bytes name, bytes value) except *:
             head.chunked = value.rstrip().lower().endswith(b"chunked")
             head.has_hop_headers = True
     elif n == 4:
-        if head.host is None and name.lower() == b"host":
+        if name.lower() == b"host":
+            if head.host is not None:  # RFC 9112 §3.2: more than one Host is a 400
+                raise ProtocolError("more than one Host header field")
             head.host = value
     elif n == 6:
         if name.lower() == b"expect" and value.lower() == b"100-continue":
@@ -189,6 +193,7 @@ cdef class HTTP1Reader:
         if self.pos >= len(self.buf):
             self.buf = data
             self.pos = 0
+            self.head_search_from = 0  # offsets into the old buffer mean nothing here
         else:
             self.buf = self.buf[self.pos:] + data
             self.head_search_from = max(0, self.head_search_from - self.pos)
@@ -224,6 +229,11 @@ cdef class HTTP1Reader:
         self.pos = 0
         return rest
 
+    @property
+    def at_eof(self):
+        """True once the peer said it sends nothing more (EOF fed)."""
+        return self.eof
+
     cpdef expect_response_to(self, bytes method):
         """Frame the next response as an answer to a request with this method."""
         self.request_was_head = method == b"HEAD"
@@ -239,6 +249,11 @@ cdef class HTTP1Reader:
         return CLOSED
 
     cdef int _read_head(self) except -1:
+        if self.is_request:
+            # RFC 9112 §2.2: ignore empty lines before a request line (some clients
+            # send a CRLF after a POST body).
+            while self.buf.startswith(b"\r\n", self.pos):
+                self.pos += 2
         cdef Py_ssize_t end = self.buf.find(b"\r\n\r\n", max(self.pos, self.head_search_from))
         if end < 0:
             if len(self.buf) - self.pos > self.max_head_size:
@@ -277,11 +292,17 @@ cdef class HTTP1Reader:
             head.upgrade = True
         except BaseException as e:
             self.parser = None
-            if c.error is not None:
+            if c.error is None and isinstance(e, HttpParserError) and \
+                    "CONNECT/Upgrade" in str(e):
+                # llhttp pauses on a 101 even without an Upgrade field; httptools then
+                # reports an error instead of HttpParserUpgrade.
+                head.upgrade = True
+            elif c.error is not None:
                 raise c.error from None
-            if isinstance(e, HttpParserError):
+            elif isinstance(e, HttpParserError):
                 raise ProtocolError(str(e) or "malformed head") from None
-            raise
+            else:
+                raise
         if not c.message_complete:
             # llhttp now waits for a body we frame ourselves: start afresh next time.
             self.parser = None
@@ -438,10 +459,17 @@ cdef class HTTP1Reader:
                 raise ProtocolError("invalid chunk size")
             elif ch == 13:
                 self.chunk_state = C_SIZE_LF
-            elif ch == 59 or ch == 32 or ch == 9:  # ';' (extension) or whitespace before it
+            elif ch == 59:  # ';' starts a chunk extension
                 self.chunk_state = C_EXT
+            elif ch == 32 or ch == 9:  # BWS, allowed only before ';' (RFC 9112 §7.1.1)
+                self.chunk_state = C_EXT_WS
             else:
                 raise ProtocolError("invalid chunk size")
+        elif state == C_EXT_WS:
+            if ch == 59:
+                self.chunk_state = C_EXT
+            elif ch != 32 and ch != 9:
+                raise ProtocolError("invalid chunk size line")
         elif state == C_EXT:
             if ch == 13:
                 self.chunk_state = C_SIZE_LF
@@ -465,15 +493,21 @@ cdef class HTTP1Reader:
                 raise ProtocolError("missing CRLF after chunk data")
             self._start_chunk_size()
         elif state == C_TRAILER:
-            # Trailer lines until an empty one (RFC 9112 §7.1.2).
-            if ch == 10:
-                if self.line_length == 0:
-                    self.chunk_state = C_DONE
-                self.line_length = 0
-            elif ch != 13:
+            # Trailer lines until an empty one (RFC 9112 §7.1.2), each ended by CRLF:
+            # a bare LF would end the body here but not at a stricter upstream.
+            if ch == 13:
+                self.chunk_state = C_TRAILER_LF
+            elif ch == 10:
+                raise ProtocolError("bare LF in chunked trailer section")
+            else:
                 self.line_length += 1
                 if self.line_length > self.max_head_size:
                     raise ProtocolError("trailer section too large")
+        elif state == C_TRAILER_LF:
+            if ch != 10:
+                raise ProtocolError("missing LF in chunked trailer section")
+            self.chunk_state = C_DONE if self.line_length == 0 else C_TRAILER
+            self.line_length = 0
 
     cdef void _start_chunk_size(self):
         self.chunk_state = C_SIZE
