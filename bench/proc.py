@@ -154,6 +154,8 @@ def install_cleanup() -> None:
     """For the bench's main: SIGTERM unwinds like Ctrl-C, and exit stops every server."""
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, _sigterm)
+    # Started in the background by a non-interactive shell, SIGINT arrives ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 APT = {"wrk": "wrk", "nginx": "nginx-light", "h2load": "nghttp2-client"}

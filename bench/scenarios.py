@@ -130,30 +130,41 @@ HTTP_COLUMNS = [
 @scenario("http", "HTTP/1.1 GET through each target (wrk, keep-alive; medians of repeats)",
           HTTP_COLUMNS, order=10)
 def http_matrix(ctx: Context) -> list[dict]:
-    rows = []
-    for t in HTTP_TARGETS.values():
-        if ctx.wanted("http", t.name):
-            rows += http_target(ctx, t)
+    """All targets run at once (idle ones cost nothing) and the repeats of a cell go round
+    the targets in turn, so a ratio compares runs minutes apart at most, not a whole run:
+    background load that comes and goes skews both sides alike."""
+    targets = [t for t in HTTP_TARGETS.values() if ctx.wanted("http", t.name)]
+    servers: dict[str, Server | None] = {}
+    failed: dict[str, str] = {}
+    rows: list[dict] = []
+    try:
+        for t in targets:
+            try:
+                servers[t.name] = start_target(t, ctx.origin.port)
+            except Exception as e:  # noqa: BLE001 - a target that won't start is a row
+                log(f"http/{t.name}: FAILED to start: {e}")
+                failed[t.name] = f"start: {e}"
+        for body in ctx.bodies:
+            for conns in ctx.conns:
+                rows += http_cell(ctx, targets, servers, failed, body, conns)
+    finally:
+        for srv in servers.values():
+            if srv:
+                srv.stop()
     add_ratios(rows)
-    # One block per (body, conns) cell, targets in registry order inside it.
-    order = {name: i for i, name in enumerate(HTTP_TARGETS)}
-    rows.sort(key=lambda r: (list(BODIES).index(r["body"]), -r["conns"], order[r["target"]]))
     return rows
 
 
-def http_target(ctx: Context, t: Target) -> list[dict]:
-    cells = [(b, c) for b in ctx.bodies for c in ctx.conns]
-    log(f"http/{t.name}: starting")
-    try:
-        srv = start_target(t, ctx.origin.port)
-    except Exception as e:  # noqa: BLE001 - a target that won't start is a row, not a crash
-        log(f"http/{t.name}: FAILED to start: {e}")
-        return [cell_row(t, b, c, error=f"start: {e}") for b, c in cells]
-    try:
-        return [http_cell(ctx, t, srv, b, c) for b, c in cells]
-    finally:
-        if srv:
-            srv.stop()
+@dataclass
+class Load:
+    """One target's wrk set-up in one cell, and its runs so far."""
+
+    target: Target
+    srv: Server | None
+    url: str
+    script: object
+    runs: list = field(default_factory=list)
+    error: str | None = None
 
 
 def cell_row(t: Target, body: str, conns: int, **kw) -> dict:
@@ -161,31 +172,65 @@ def cell_row(t: Target, body: str, conns: int, **kw) -> dict:
             "body": body, "conns": conns, **kw}
 
 
-def http_cell(ctx: Context, t: Target, srv: Server | None, body: str, conns: int) -> dict:
+def prepare(ctx: Context, t: Target, srv: Server | None, body: str) -> Load:
+    """Check one GET through the target, then build its wrk URL and script."""
     path, size = BODIES[body]
-    o = ctx.origin.port
-    port = srv.port if srv else o
-    host = f"127.0.0.1:{o}"
+    host = f"127.0.0.1:{ctx.origin.port}"
     target = f"http://{host}{path}" if t.forward else path
+    port = srv.port if srv else ctx.origin.port
+    check_get(port, target, host, size)
     script = lua_script(target if t.forward else None, host)
-    url = f"http://127.0.0.1:{port}{path}"
+    return Load(t, srv, f"http://127.0.0.1:{port}{path}", script)
+
+
+def http_cell(ctx: Context, targets: list[Target], servers: dict, failed: dict, body: str,
+              conns: int) -> list[dict]:
+    loads: list[Load] = []
+    rows = []
+    for t in targets:
+        if t.name in failed:
+            rows.append(cell_row(t, body, conns, error=failed[t.name]))
+            continue
+        try:
+            load = prepare(ctx, t, servers[t.name], body)
+            if ctx.warmup > 0:
+                wrk(load.url, conns, ctx.warmup, load.script, ctx.wrk_threads)
+            loads.append(load)
+        except Exception as e:  # noqa: BLE001
+            rows.append(cell_row(t, body, conns, error=failure(t, servers[t.name], body,
+                                                                conns, e)))
+    for _ in range(ctx.repeats):
+        for load in loads:
+            if load.error is None:
+                one_run(ctx, load, body, conns)
+    rows += [summarise(load, body, conns) for load in loads]
+    order = list(HTTP_TARGETS)
+    return sorted(rows, key=lambda r: order.index(r["target"]))
+
+
+def one_run(ctx: Context, load: Load, body: str, conns: int) -> None:
     try:
-        check_get(port, target, host, size)
-        if ctx.warmup > 0:
-            wrk(url, conns, ctx.warmup, script, ctx.wrk_threads)
-        runs = []
-        for _ in range(ctx.repeats):
-            with Sampler(srv.pid if srv else None) as s:
-                r = wrk(url, conns, ctx.duration, script, ctx.wrk_threads)
-            runs.append(run_record(r, s))
+        with Sampler(load.srv.pid if load.srv else None) as s:
+            r = wrk(load.url, conns, ctx.duration, load.script, ctx.wrk_threads)
+        load.runs.append(run_record(r, s))
     except Exception as e:  # noqa: BLE001
-        alive = "" if srv is None or srv.alive() else f" (server died: {srv.log_tail(500)})"
-        log(f"http/{t.name} {body} {conns}c: FAILED: {e}{alive}")
-        return cell_row(t, body, conns, error=f"{e}{alive}")
-    row = cell_row(t, body, conns, runs=runs)
+        load.error = failure(load.target, load.srv, body, conns, e)
+
+
+def failure(t: Target, srv: Server | None, body: str, conns: int, e: Exception) -> str:
+    died = "" if srv is None or srv.alive() else f" (server died: {srv.log_tail(500)})"
+    log(f"http/{t.name} {body} {conns}c: FAILED: {e}{died}")
+    return f"{e}{died}"
+
+
+def summarise(load: Load, body: str, conns: int) -> dict:
+    t = load.target
+    if load.error or not load.runs:
+        return cell_row(t, body, conns, error=load.error or "no run", runs=load.runs)
+    row = cell_row(t, body, conns, runs=load.runs)
     for key in ("rps", "mbps", "p50_ms", "p99_ms", "cpu_us_per_req", "peak_rss_mib"):
-        row[key] = median([r[key] for r in runs])
-    row["errors"] = sum(r["errors"] for r in runs)
+        row[key] = median([r[key] for r in load.runs])
+    row["errors"] = sum(r["errors"] for r in load.runs)
     log(f"http/{t.name} {body} {conns}c: {row['rps']:,.0f} req/s, p99 {row['p99_ms']:.2f} ms")
     return row
 
