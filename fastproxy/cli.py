@@ -56,6 +56,9 @@ def _add_run_parser(commands, options: Options) -> None:
                      help="intercept only matching host:port")
     run.add_argument("--tcp-hosts", action="append", default=[], metavar="REGEX",
                      help="treat matching host:port as raw TCP")
+    run.add_argument("--certs", action="append", default=[], metavar="[DOMAIN=]PEM",
+                     help="serve this certificate (PEM with key) for DOMAIN, e.g. "
+                          "'*.example.com=cert.pem' (repeatable)")
     run.add_argument("--workers", type=int, help="worker processes on one port (default 1)")
     run.add_argument("--set", dest="setoptions", action="append", default=[],
                      metavar="NAME=VALUE", help="set any option (repeatable)")
@@ -71,7 +74,7 @@ def _apply_run_args(args: argparse.Namespace, options: Options) -> None:
         values["scripts"] = args.scripts
     if args.ssl_insecure:
         values["ssl_insecure"] = True
-    for name in ("ignore_hosts", "allow_hosts", "tcp_hosts"):
+    for name in ("ignore_hosts", "allow_hosts", "tcp_hosts", "certs"):
         if getattr(args, name):
             values[name] = getattr(args, name)
     if args.quiet:

@@ -147,6 +147,12 @@ CORE_OPTIONS: tuple[tuple, ...] = (
     ("scripts", list, [], "Addon scripts to load (-s)."),
     ("confdir", str, "~/.fastproxy", "Where the CA and other state live."),
     ("ssl_insecure", bool, False, "Do not verify upstream TLS certificates."),
+    ("ssl_verify_upstream_trusted_ca", str, None,
+     "A PEM file of CA certificates trusted for upstream TLS, besides the system store."),
+    ("certs", list, [],
+     "Certificates to serve instead of minted ones: DOMAIN=PEM (cert and key), e.g. "
+     "*.example.com=cert.pem; a bare PEM is for every domain."),
+    ("http2", bool, True, "Speak HTTP/2 (offer h2 in ALPN) with clients and upstreams."),
     ("ignore_hosts", list, [], "Regexes of host:port to pass through untouched."),
     ("allow_hosts", list, [], "Regexes of host:port to intercept; all others pass through."),
     ("tcp_hosts", list, [], "Regexes of host:port to treat as raw TCP."),

@@ -56,6 +56,8 @@ class ProxyServer:
     async def start(self, sock: socket.socket | None = None) -> tuple[str, int]:
         """Start listening; returns the address actually bound."""
         options = self.options
+        from fastproxy.proxy.layers.tls import tls_state
+        tls_state(options)  # the CA exists (created on first start) before clients come
         if sock is None:
             sock = listen_socket(options.listen_host, options.listen_port, options.workers > 1)
         self._server = await self.loop.create_server(self._new_endpoint, sock=sock)
@@ -114,6 +116,9 @@ class ProxyServer:
         mode = self.mode
         if isinstance(mode, ReverseMode) and mode.scheme in ("tcp", "tls"):
             return TcpLayer(ctx, mode.address)
+        if isinstance(mode, ReverseMode) and mode.scheme == "https":
+            from fastproxy.proxy.layers.tls import ReverseTlsLayer
+            return ReverseTlsLayer(ctx)  # TLS or plain HTTP, as the client's first byte says
         return HttpLayer(ctx)
 
     def _housekeep(self) -> None:

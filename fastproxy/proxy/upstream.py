@@ -64,6 +64,9 @@ class UpstreamPool:
 
     async def open(self, key: PoolKey) -> Upstream:
         """Open a new keep-alive HTTP connection."""
+        if key[0] == "https":
+            from fastproxy.proxy.layers.tls import open_tls_upstream
+            return await open_tls_upstream(self, key)
         options = self.options
         endpoint = Endpoint(HTTP1Reader(False, options.max_head_size, options.max_headers),
                             self.loop)

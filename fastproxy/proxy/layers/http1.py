@@ -41,9 +41,12 @@ class HttpLayer(Layer):
     are then in origin-form and go to that host).
     """
 
-    def __init__(self, ctx: RootContext, tunnel: tuple[str, int] | None = None) -> None:
+    def __init__(self, ctx: RootContext, tunnel: tuple[str, int] | None = None,
+                 scheme: str = "http") -> None:
         super().__init__(ctx)
         self.tunnel = tunnel
+        self.scheme = scheme
+        """The tunnel's scheme: "https" when the TLS layer decrypted it."""
 
     async def run(self) -> None:
         client = self.ctx.client
@@ -71,7 +74,7 @@ class HttpLayer(Layer):
         if head.method == b"CONNECT":
             return await self.connect(head)
         try:
-            route = route_request(self.ctx, head, self.tunnel)
+            route = route_request(self.ctx, head, self.tunnel, self.scheme)
         except ProtocolError as e:
             self.refuse(400, str(e))
             return False

@@ -40,7 +40,8 @@ class Route:
     """The Host value the upstream gets, when it is rewritten."""
 
 
-def route_request(ctx, head, tunnel: tuple[str, int] | None) -> Route:
+def route_request(ctx, head, tunnel: tuple[str, int] | None,
+                  tunnel_scheme: str = "http") -> Route:
     """The route for a request head, or ProtocolError when the target is unusable."""
     mode = ctx.mode
     target = head.target
@@ -50,7 +51,7 @@ def route_request(ctx, head, tunnel: tuple[str, int] | None) -> Route:
         authority, path = b"", _origin_form(target)
         host_header = None if ctx.options.keep_host_header else _host_value(scheme, host, port)
     elif tunnel is not None:
-        (host, port), scheme = tunnel, "http"
+        (host, port), scheme = tunnel, tunnel_scheme
         authority, path, host_header = b"", _origin_form(target), None
     else:
         scheme, host, port, authority, path = parse_absolute_form(target)

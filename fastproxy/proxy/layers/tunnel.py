@@ -75,6 +75,9 @@ async def choose_tunnel_layer(ctx: RootContext, host: str, port: int) -> Layer:
     first = client.reader.peek(16)
     if first and first[0] != TLS_HANDSHAKE and _HTTP_START.match(first):
         return HttpLayer(ctx, tunnel=(host, port))
+    if first and first[0] == TLS_HANDSHAKE:
+        from fastproxy.proxy.layers.tls import TlsLayer
+        return TlsLayer(ctx, (host, port))
     return TcpLayer(ctx, (host, port))
 
 

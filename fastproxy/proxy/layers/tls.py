@@ -1,0 +1,478 @@
+"""TLS interception: the ClientHello, the upstream handshake, then the client's.
+
+Theory of operation, for one intercepted connection (a CONNECT tunnel whose first byte
+is a TLS handshake record, or a client of `reverse:https://...`):
+
+1. The ClientHello is *peeked* from the client's reader until whole (`read_client_hello`);
+   no byte is consumed, so the handshake later sees exactly what the client sent.
+2. The upstream TLS connection is opened, offering the client's ALPN protocols (those the
+   proxy can serve), with the client's SNI; its certificate is verified against the
+   system store plus `ssl_verify_upstream_trusted_ca`, unless `ssl_insecure`.
+3. A leaf certificate is minted for the SNI and the upstream certificate's names, and
+   the client handshake completes with it, selecting the ALPN the upstream chose. The
+   handshake runs in uvloop's `SSLProtocol` (what `loop.start_tls` uses), put on the
+   client's transport by hand so that the peeked bytes can be fed to it first.
+4. The decrypted connection is a new `Endpoint`: `HttpLayer` (scheme https) or
+   `Http2Layer` (ALPN h2) serve it unchanged.
+
+When the upstream handshake fails (e.g. an untrusted certificate), the client handshake
+still completes, and each request gets a 502 naming the reason, with the error on the
+flow. Failures of the client handshake (it rejects our certificate, not-TLS bytes) are
+logged with host and reason and end only this connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import tempfile
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastproxy._core import HTTP1Reader
+from fastproxy.certs import Cert, CertStore, Leaf
+from fastproxy.log import logger
+from fastproxy.proxy.context import Layer, RootContext, run_layer
+from fastproxy.proxy.streams import Endpoint
+from fastproxy.proxy.upstream import Upstream, UpstreamError
+
+if TYPE_CHECKING:
+    from fastproxy.options import Options
+    from fastproxy.proxy.upstream import PoolKey, UpstreamPool
+
+try:  # uvloop's Cython SSLProtocol; asyncio's has the same interface (3.11+)
+    from uvloop.loop import SSLProtocol as _UvSSLProtocol
+except ImportError:  # pragma: no cover
+    _UvSSLProtocol = None
+from asyncio.sslproto import SSLProtocol as _AioSSLProtocol
+
+HANDSHAKE = 0x16
+CLIENT_HELLO = 1
+MAX_CLIENT_HELLO = 64 * 1024
+HTTP_ALPNS = (b"http/1.1", b"http/1.0")  # h2 comes with http2.py
+CONTEXT_CACHE_SIZE = 512
+TLS_VERSIONS = {"TLSv1": "TLSv1", "TLSv1.1": "TLSv1.1", "TLSv1.2": "TLSv1.2",
+                "TLSv1.3": "TLSv1.3", "SSLv3": "SSLv3"}
+
+
+class NotTLS(Exception):
+    """The client's first bytes are not a TLS ClientHello (or a malformed one)."""
+
+
+# -- the ClientHello ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ClientHello:
+    """What the proxy needs from a ClientHello (RFC 8446 §4.1.2)."""
+
+    sni: str | None = None
+    alpn_offers: list[bytes] = field(default_factory=list)
+
+
+def parse_client_hello(data: bytes) -> ClientHello | None:
+    """The ClientHello in `data` (TLS records from the start), None if more bytes are
+    needed, NotTLS if these bytes cannot be one."""
+    body = _handshake_message(data)
+    if body is None:
+        return None
+    try:
+        return _parse_hello_body(body)
+    except (IndexError, UnicodeDecodeError, ValueError) as e:
+        raise NotTLS(f"malformed ClientHello: {e}") from None
+
+
+def _handshake_message(data: bytes) -> bytes | None:
+    """Join handshake records (RFC 8446 §5.1: a message may span records) until the
+    first handshake message is whole; return its body."""
+    payload = b""
+    pos = 0
+    while True:
+        if len(data) < pos + 5:
+            return None
+        if data[pos] != HANDSHAKE or data[pos + 1] != 3:
+            raise NotTLS("not a TLS handshake record")
+        length = int.from_bytes(data[pos + 3:pos + 5], "big")
+        if len(data) < pos + 5 + length:
+            return None
+        payload += data[pos + 5:pos + 5 + length]
+        pos += 5 + length
+        if len(payload) >= 4:
+            if payload[0] != CLIENT_HELLO:
+                raise NotTLS("the first handshake message is not a ClientHello")
+            size = int.from_bytes(payload[1:4], "big")
+            if size > MAX_CLIENT_HELLO:
+                raise NotTLS("ClientHello too large")
+            if len(payload) >= 4 + size:
+                return payload[4:4 + size]
+
+
+def _parse_hello_body(body: bytes) -> ClientHello:
+    pos = 2 + 32  # legacy_version, random
+    pos += 1 + body[pos]  # legacy_session_id
+    pos += 2 + int.from_bytes(body[pos:pos + 2], "big")  # cipher_suites
+    pos += 1 + body[pos]  # legacy_compression_methods
+    hello = ClientHello()
+    if pos >= len(body):
+        return hello  # no extensions
+    end = pos + 2 + int.from_bytes(body[pos:pos + 2], "big")
+    pos += 2
+    while pos + 4 <= end:
+        kind = int.from_bytes(body[pos:pos + 2], "big")
+        size = int.from_bytes(body[pos + 2:pos + 4], "big")
+        ext = body[pos + 4:pos + 4 + size]
+        pos += 4 + size
+        if kind == 0:  # server_name, RFC 6066 §3
+            hello.sni = _parse_sni(ext)
+        elif kind == 16:  # application_layer_protocol_negotiation, RFC 7301 §3.1
+            hello.alpn_offers = _parse_alpn(ext)
+    return hello
+
+
+def _parse_sni(ext: bytes) -> str | None:
+    pos, end = 2, 2 + int.from_bytes(ext[:2], "big")
+    while pos + 3 <= end:
+        kind, size = ext[pos], int.from_bytes(ext[pos + 1:pos + 3], "big")
+        if kind == 0:  # host_name
+            return ext[pos + 3:pos + 3 + size].decode("ascii")
+        pos += 3 + size
+    return None
+
+
+def _parse_alpn(ext: bytes) -> list[bytes]:
+    offers, pos, end = [], 2, 2 + int.from_bytes(ext[:2], "big")
+    while pos < end:
+        size = ext[pos]
+        offers.append(ext[pos + 1:pos + 1 + size])
+        pos += 1 + size
+    return offers
+
+
+async def read_client_hello(client: Endpoint) -> ClientHello:
+    """Peek at the client's bytes until a whole ClientHello is there (consuming none)."""
+    reader = client.reader
+    while True:
+        hello = parse_client_hello(reader.peek(reader.buffered))
+        if hello is not None:
+            return hello
+        if client.closed or reader.buffered > MAX_CLIENT_HELLO + 5:
+            raise NotTLS("the client closed the connection during the ClientHello")
+        await client.wait_data()
+
+
+# -- per-process TLS state: the CA, contexts ----------------------------------------
+
+
+class TlsState:
+    """The CA and the SSL contexts of one proxy process, built from its options."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.certstore = CertStore.from_confdir(options.confdir)
+        for spec in options.certs:
+            pattern, sep, path = spec.partition("=")
+            pattern, path = (pattern, path) if sep else ("*", pattern)
+            self.certstore.add_user_cert(pattern.strip(), Path(path.strip()).expanduser()
+                                         .read_bytes())
+        self._upstream: dict[tuple[bytes, ...], ssl.SSLContext] = {}
+        self._server: OrderedDict[tuple, tuple[ssl.SSLContext, list[str]]] = OrderedDict()
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="fastproxy-certs-")
+
+    def alpn_offers(self, offers: list[bytes]) -> list[bytes]:
+        """The client's offers the proxy can serve (h2 only with the http2 option)."""
+        http2 = self.options.http2
+        return [p for p in offers if p in HTTP_ALPNS and (http2 or p != b"h2")]
+
+    def upstream_context(self, alpn_offers: list[bytes]) -> ssl.SSLContext:
+        """A client-side context verifying as configured, offering these ALPNs."""
+        key = tuple(alpn_offers)
+        context = self._upstream.get(key)
+        if context is None:
+            context = self._upstream[key] = self._new_upstream_context(alpn_offers)
+        return context
+
+    def _new_upstream_context(self, alpn_offers: list[bytes]) -> ssl.SSLContext:
+        options = self.options
+        # The system store (SSL_CERT_FILE and SSL_CERT_DIR apply), plus the trusted CA option.
+        context = ssl.create_default_context()
+        if options.ssl_verify_upstream_trusted_ca:
+            context.load_verify_locations(cafile=options.ssl_verify_upstream_trusted_ca)
+        if options.ssl_insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if alpn_offers:
+            context.set_alpn_protocols([p.decode() for p in alpn_offers])
+        return context
+
+    def server_context(self, leaf: Leaf, alpn: bytes | None) -> tuple[ssl.SSLContext, list[str]]:
+        """A server-side context presenting `leaf` and selecting only `alpn`; its ciphers."""
+        key = (leaf.cert.fingerprint(), alpn)
+        cached = self._server.get(key)
+        if cached is not None:
+            self._server.move_to_end(key)
+            return cached
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # ssl only loads certificates from files: write the chain and key briefly.
+        with tempfile.NamedTemporaryFile(dir=self._tmpdir.name, suffix=".pem") as f:
+            f.write(leaf.key_pem + leaf.chain_pem)
+            f.flush()
+            context.load_cert_chain(f.name)
+        if alpn:
+            context.set_alpn_protocols([alpn.decode()])
+        ciphers = [c["name"] for c in context.get_ciphers()]
+        cached = self._server[key] = (context, ciphers)
+        if len(self._server) > CONTEXT_CACHE_SIZE:
+            self._server.popitem(last=False)
+        return cached
+
+
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_RESET_ON = {"confdir", "certs", "ssl_insecure", "ssl_verify_upstream_trusted_ca", "http2"}
+
+
+def tls_state(options: Options) -> TlsState:
+    """The TlsState for these options, made on first use and remade when they change."""
+    state = _STATES.get(options)
+    if state is None:
+        state = _STATES[options] = TlsState(options)
+        options.subscribe(lambda updated: _RESET_ON & updated and _STATES.pop(options, None))
+    return state
+
+
+# -- upstream ---------------------------------------------------------------------------
+
+
+async def open_tls_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None = None,
+                            alpn_offers: list[bytes] | None = None) -> Upstream:
+    """A new TLS connection to key's host:port (announced with `serverconnect`)."""
+    options = pool.options
+    _, host, port = key
+    state = tls_state(options)
+    if alpn_offers is None:
+        alpn_offers = [b"http/1.1"]
+    endpoint = TlsEndpoint(HTTP1Reader(False, options.max_head_size, options.max_headers),
+                           pool.loop)
+    server = await pool.connect(host, port, endpoint)
+    server.tls = True
+    server.sni = sni or host
+    server.alpn_offers = list(alpn_offers)
+    context = state.upstream_context(alpn_offers)
+    try:
+        endpoint.transport = await asyncio.wait_for(
+            pool.loop.start_tls(endpoint.transport, endpoint, context,
+                                server_hostname=server.sni), options.connect_timeout)
+    except (ssl.SSLError, ssl.CertificateError, OSError, asyncio.TimeoutError) as e:
+        reason = _reason(e)
+        server.error = reason
+        endpoint.transport.abort()
+        pool.closed(server)
+        logger.info("TLS handshake with %s:%d failed: %s", host, port, reason)
+        raise UpstreamError(f"TLS handshake with {host}:{port} failed: {reason}") from None
+    fill_tls_fields(server, endpoint.transport.get_extra_info("ssl_object"), peer_chain=True)
+    endpoint.on_lost = lambda _: pool.closed(server)
+    return Upstream(endpoint, server, key)
+
+
+def fill_tls_fields(conn, sslobj: ssl.SSLObject, peer_chain: bool) -> None:
+    """Set a connection's TLS fields from its completed handshake."""
+    conn.tls = True
+    conn.timestamp_tls_setup = time.time()
+    alpn = sslobj.selected_alpn_protocol()
+    conn.alpn = alpn.encode() if alpn else None
+    cipher = sslobj.cipher()
+    conn.cipher = cipher[0] if cipher else None
+    conn.tls_version = TLS_VERSIONS.get(sslobj.version() or "")
+    if peer_chain:
+        conn.certificate_list = _peer_chain(sslobj)
+
+
+def _peer_chain(sslobj: ssl.SSLObject) -> list[Cert]:
+    """The peer's certificates, end-entity first: the verified chain when there is one."""
+    from cryptography import x509
+    inner = getattr(sslobj, "_sslobj", None)
+    chain = []
+    for getter in ("get_verified_chain", "get_unverified_chain"):  # public in 3.13
+        fn = getattr(sslobj, getter, None) or getattr(inner, getter, None)
+        chain = (fn() or []) if fn is not None else []
+        if chain:
+            break
+    ders = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]
+    if not ders:
+        leaf = sslobj.getpeercert(binary_form=True)
+        ders = [leaf] if leaf else []
+    return [Cert(x509.load_der_x509_certificate(der)) for der in ders]
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {e.verify_message}"
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    return str(e) or type(e).__name__
+
+
+# -- the client side --------------------------------------------------------------------
+
+
+async def start_client_tls(client: Endpoint, context: ssl.SSLContext,
+                           timeout: float) -> Endpoint:
+    """Complete the TLS handshake with the client (the ClientHello still unread in its
+    reader); return the decrypted endpoint. What `loop.start_tls` does, except that the
+    bytes already received are fed to the SSL protocol first."""
+    loop = client.loop
+    raw = client.transport
+    reader = client.reader
+    inner = TlsEndpoint(HTTP1Reader(True, reader.max_head_size, reader.max_headers), loop)
+    waiter = loop.create_future()
+    cls = _UvSSLProtocol if _UvSSLProtocol is not None and _is_uvloop(loop) else _AioSSLProtocol
+    protocol = cls(loop, inner, context, waiter, server_side=True,
+                   ssl_handshake_timeout=timeout)
+    pending = reader.take_rest()
+    if client.closed or raw.is_closing():
+        raise ConnectionResetError("the client closed the connection")
+    raw.set_protocol(protocol)
+    protocol.connection_made(raw)
+    if pending:
+        buf = protocol.get_buffer(len(pending))
+        if len(buf) < len(pending):  # the SSL read buffer is 256 KiB; a hello is < 64 KiB
+            raise NotTLS("ClientHello larger than the TLS read buffer")
+        buf[:len(pending)] = pending
+        protocol.buffer_updated(len(pending))
+    raw.resume_reading()
+    await waiter
+    return inner
+
+
+class TlsEndpoint(Endpoint):
+    """The decrypted side of a client's TLS connection."""
+
+    __slots__ = ()
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False  # over TLS a FIN ends the connection (half-close needs close_notify)
+
+
+def _is_uvloop(loop) -> bool:
+    return type(loop).__module__.startswith("uvloop")
+
+
+class TlsLayer(Layer):
+    """Intercepts the TLS connection of a client to `address` (see the module docstring).
+
+    `upstream_tls` is False in reverse mode to an http:// target: only the client side
+    is TLS then.
+    """
+
+    def __init__(self, ctx: RootContext, address: tuple[str, int], *,
+                 upstream_tls: bool = True, tunnel: bool = True) -> None:
+        super().__init__(ctx)
+        self.address = address
+        self.upstream_tls = upstream_tls
+        self.tunnel = tunnel
+        self.hello: ClientHello | None = None
+
+    def __repr__(self) -> str:
+        return f"<TlsLayer {self.address[0]}:{self.address[1]}>"
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        host, port = self.address
+        try:
+            hello = self.hello = await read_client_hello(ctx.client)
+        except NotTLS as e:
+            logger.info("%s: TLS to %s:%d failed: %s", _peer(ctx), host, port, e)
+            ctx.client.close()
+            return
+        state = tls_state(ctx.options)
+        client_conn = ctx.client_conn
+        client_conn.sni = hello.sni
+        client_conn.alpn_offers = list(hello.alpn_offers)
+        offers = state.alpn_offers(hello.alpn_offers)
+        upstream, alpn = await self.open_upstream(state, hello, offers)
+        names = [hello.sni or host]
+        organization = None
+        if upstream is not None and upstream.server.certificate_list:
+            cert = upstream.server.certificate_list[0]
+            names += cert.altnames
+            organization = cert.organization
+        if host not in names:
+            names.append(host)
+        leaf = state.certstore.get_leaf(names, organization)
+        context, ciphers = state.server_context(leaf, alpn)
+        try:
+            inner = await start_client_tls(ctx.client, context, ctx.options.head_timeout)
+        except (ssl.SSLError, OSError, ConnectionError, NotTLS, asyncio.TimeoutError) as e:
+            logger.info("%s: TLS handshake with the client for %s failed: %s", _peer(ctx),
+                        hello.sni or host, _reason(e))
+            if upstream is not None:
+                upstream.endpoint.close()
+            ctx.client.transport.close()
+            return
+        fill_tls_fields(client_conn, inner.transport.get_extra_info("ssl_object"), False)
+        client_conn.mitmcert = leaf.cert
+        client_conn.cipher_list = ciphers
+        ctx.client = inner
+        await run_layer(ctx, self.next_layer(upstream, client_conn.alpn))
+
+    async def open_upstream(self, state: TlsState, hello: ClientHello,
+                            offers: list[bytes]) -> tuple[Upstream | None, bytes | None]:
+        """The upstream connection (None if it failed) and the ALPN to give the client."""
+        if not self.upstream_tls:
+            fallback = b"http/1.1" if b"http/1.1" in offers else None
+            return None, (b"h2" if b"h2" in offers else fallback)
+        host, port = self.address
+        sni = hello.sni if self.tunnel else host
+        try:
+            upstream = await open_tls_upstream(self.ctx.pool, ("https", host, port),
+                                               sni or host, offers)
+        except UpstreamError:
+            # Finish the client handshake anyway: its requests get a 502 with the reason.
+            return None, (b"http/1.1" if b"http/1.1" in offers else None)
+        return upstream, upstream.server.alpn
+
+    def next_layer(self, upstream: Upstream | None, alpn: bytes | None) -> Layer:
+        from fastproxy.proxy.layers.http1 import HttpLayer
+        ctx = self.ctx
+        if alpn == b"h2":
+            from fastproxy.proxy.layers.http2 import Http2Layer
+            return Http2Layer(ctx, self.address if self.tunnel else None,
+                              "https" if self.upstream_tls else "http", upstream)
+        if upstream is not None:
+            ctx.server_conn = upstream.server
+            ctx.pool.release(upstream)  # the HTTP layer's first request takes it back
+        if self.tunnel:
+            return HttpLayer(ctx, tunnel=self.address, scheme="https")
+        return HttpLayer(ctx)
+
+
+class ReverseTlsLayer(Layer):
+    """reverse:https:// (or http://) mode: TLS if the client starts with a ClientHello."""
+
+    async def run(self) -> None:
+        from fastproxy.proxy.layers.http1 import HttpLayer
+        ctx = self.ctx
+        client = ctx.client
+        while client.reader.buffered == 0 and not client.closed:
+            await client.wait_data()
+        first = client.reader.peek(1)
+        if first and first[0] == HANDSHAKE:
+            mode = ctx.mode
+            layer: Layer = TlsLayer(ctx, mode.address, upstream_tls=mode.scheme == "https",
+                                    tunnel=False)
+        else:
+            layer = HttpLayer(ctx)
+        await run_layer(ctx, layer)
+
+
+def _peer(ctx: RootContext) -> str:
+    host, port = ctx.client_conn.peername[:2]
+    return f"{host}:{port}"
+
+
+__all__ = ["TlsLayer", "ReverseTlsLayer", "ClientHello", "parse_client_hello", "NotTLS",
+           "open_tls_upstream", "tls_state", "TlsState"]
