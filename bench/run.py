@@ -45,8 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, help="runs per cell, median reported (default 3)")
     ap.add_argument("--warmup", type=float, help="unmeasured wrk seconds per cell (default 1)")
     ap.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                    help="scenario, target, scenario/target or a glob on 'scenario/target' "
-                         "(comma-separated, repeatable); e.g. nginx, http/*, 'idle/fast*'")
+                    help="scenario, target or scenario/target, or a glob on any of them "
+                         "(comma-separated, repeatable): http, nginx, 'fastproxy*', "
+                         "tunnel/direct; --list shows the names")
     ap.add_argument("--bodies", default=",".join(BODIES), help="subset of %(default)s")
     ap.add_argument("--conns", default="50,1", help="connection counts (default 50,1)")
     ap.add_argument("--wrk-threads", type=int, default=1)

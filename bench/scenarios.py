@@ -46,10 +46,12 @@ class Context:
 
 
 def _match(pattern: str, key: str) -> bool:
+    """`pattern` names the scenario, the target or both ("http", "nginx", "http/nginx");
+    a glob matches either part or the whole ("fastproxy*", "http/*", "*/mitmdump")."""
+    parts = [key, *key.split("/")]
     if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatchcase(key, pattern)
-    # A bare word: a scenario name, a target name, or scenario/target.
-    return pattern == key or pattern in key.split("/")
+        return any(fnmatch.fnmatchcase(p, pattern) for p in parts)
+    return pattern in parts
 
 
 @dataclass(frozen=True)

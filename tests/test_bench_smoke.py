@@ -35,6 +35,9 @@ def test_only_patterns():
     assert not _ctx(["nginx"]).wanted("http", "fastproxy")
     assert _ctx(["http/*"]).wanted("http", "fastproxy-addon")
     assert not _ctx(["http/*"]).wanted("tunnel", "direct")
+    assert _ctx(["fastproxy*"]).wanted("idle", "fastproxy")
+    assert _ctx(["fastproxy*"]).wanted("http", "fastproxy-w2")
+    assert not _ctx(["fastproxy*"]).wanted("http", "nginx")
     assert not _ctx([]).wanted("idle", "mitmdump", opt_in=True)
     assert _ctx(["idle/mitmdump"]).wanted("idle", "mitmdump", opt_in=True)
 
