@@ -20,7 +20,8 @@ from fastproxy.options import Options, OptionsError
 def default_addons() -> list:
     """The built-in addons every proxy process loads."""
     from fastproxy.addons.dumper import Dumper
-    return [Dumper()]
+    from fastproxy.addons.save import Save
+    return [Dumper(), Save()]
 
 
 def _options_epilog(options: Options) -> str:
@@ -112,6 +113,8 @@ def cmd_run(args: argparse.Namespace, options: Options, addons: AddonManager) ->
         _apply_run_args(args, options)
         from fastproxy.proxy.mode_specs import ProxyMode
         ProxyMode.parse(options.mode)
+        from fastproxy.addons.save import preflight
+        preflight(options)  # an unwritable -w FILE is fatal here, not a log line later
     except (OptionsError, ValueError, FileNotFoundError, SyntaxError, ImportError) as e:
         print(f"fastproxy: {e}", file=sys.stderr)
         return 2
@@ -130,8 +133,42 @@ def build_parser(options: Options) -> argparse.ArgumentParser:
         prog="fastproxy", description="An intercepting HTTP/1, HTTP/2, WebSocket and TCP proxy.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands, options)
+    _add_read_parsers(commands)
     _add_ca_parser(commands)
     return parser
+
+
+def _add_read_parsers(commands) -> None:
+    read = commands.add_parser(
+        "read", help="list or export the flows of a recording",
+        description="List the flows recorded in FILE (a -w recording, ours or mitmproxy's) one "
+                    "per line as the console shows them, or export them as HAR 1.2. With "
+                    "--workers N the recording is FILE.w0 ... FILE.w{N-1}; FILE reads them all.")
+    read.add_argument("file", metavar="FILE")
+    read.add_argument("filter", metavar="FILTER", nargs="?",
+                      help="mitmproxy filter expression, e.g. '~d example.com & ~c 404'")
+    read.add_argument("--har", metavar="OUT.har", help="write the flows as HAR 1.2 ('-': stdout)")
+    replay = commands.add_parser(
+        "replay", help="send recorded requests again and compare the status codes",
+        description="Replay the HTTP requests recorded in FILE to the servers they went to (or "
+                    "to the --mode reverse:URL target) and report status code differences.")
+    replay.add_argument("file", metavar="FILE")
+    replay.add_argument("filter", metavar="FILTER", nargs="?", help="replay only matching flows")
+    replay.add_argument("-m", "--mode", help="reverse:URL sends every request to URL instead")
+    replay.add_argument("-k", "--ssl-insecure", action="store_true",
+                        help="do not verify upstream TLS certificates")
+    replay.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from fastproxy.readcmd import read_main
+    return read_main(args.file, args.filter, har_path=args.har)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from fastproxy.readcmd import replay_main
+    return replay_main(args.file, args.filter, insecure=args.ssl_insecure,
+                       timeout=args.timeout, mode=args.mode)
 
 
 def _add_ca_parser(commands) -> None:
@@ -186,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run(args, options, addons)
+    if args.command == "read":
+        return cmd_read(args)
+    if args.command == "replay":
+        return cmd_replay(args)
     if args.command == "ca":
         return cmd_ca(args, options)
     parser.error(f"unknown command {args.command}")

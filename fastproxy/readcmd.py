@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import ssl
+import urllib.parse
 import sys
 import warnings
 from collections.abc import Iterator
@@ -44,12 +45,19 @@ def read_main(path: str, filter_expr: str | None = None, har_path: str | None = 
 
 
 def replay_main(path: str, filter_expr: str | None = None, *, insecure: bool = False,
-                timeout: float = 10.0, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+                timeout: float = 10.0, mode: str | None = None, out: TextIO = sys.stdout,
+                err: TextIO = sys.stderr) -> int:
     """Send each recorded HTTP request to its server again and compare the status codes.
 
+    ``mode`` ``reverse:URL`` sends every request to URL's server instead (with its Host).
     Prints one line per request and a summary. Returns 0 if every status matched, 1 if one
-    differed or a request failed, 2 for a bad filter or an unreadable file.
+    differed or a request failed, 2 for a bad filter, mode or an unreadable file.
     """
+    try:
+        target = _replay_target(mode)
+    except ValueError as e:
+        print(f"fastproxy: {e}", file=err)
+        return 2
     flows = _open_flows(path, filter_expr, err)
     if flows is None:
         return 2
@@ -64,7 +72,7 @@ def replay_main(path: str, filter_expr: str | None = None, *, insecure: bool = F
         total += 1
         recorded = flow.response.status_code if flow.response is not None else None
         try:
-            status: int | str = replay_request(flow.request, context, timeout)
+            status: int | str = replay_request(flow.request, context, timeout, target)
         except (OSError, http.client.HTTPException) as e:
             status = f"error: {e}"
         same = status == recorded
@@ -77,16 +85,34 @@ def replay_main(path: str, filter_expr: str | None = None, *, insecure: bool = F
     return 1 if differ else 0
 
 
-def replay_request(request: Any, context: ssl.SSLContext, timeout: float) -> int:
-    """Send a recorded request over HTTP/1.1 to the server it went to; return the status."""
-    conn_cls = http.client.HTTPSConnection if request.scheme == "https" else http.client.HTTPConnection
-    kwargs = {"context": context} if request.scheme == "https" else {}
-    conn = conn_cls(request.host, request.port, timeout=timeout, **kwargs)
+def _replay_target(mode: str | None) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a ``reverse:URL`` mode; None to replay to the recorded servers."""
+    if not mode or mode == "regular":
+        return None
+    kind, _, url = mode.partition(":")
+    parts = urllib.parse.urlsplit(url)
+    if kind != "reverse" or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"replay takes --mode reverse:http[s]://host[:port], not {mode!r}")
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def replay_request(request: Any, context: ssl.SSLContext, timeout: float,
+                   target: tuple[str, str, int] | None = None) -> int:
+    """Send a recorded request over HTTP/1.1 to the server it went to (or to ``target``);
+    return the status."""
+    scheme, host, port = target or (request.scheme, request.host, request.port)
+    conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+    kwargs = {"context": context} if scheme == "https" else {}
+    conn = conn_cls(host, port, timeout=timeout, **kwargs)
     try:
         conn.putrequest(request.method, request.path or "/", skip_host=True,
                         skip_accept_encoding=True)
         headers = [(k, v) for k, v in request.headers.items(multi=True)
                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
+        if target is not None:  # as a reverse proxy does: the Host of the new server
+            headers = [(k, v) for k, v in headers if k.lower() != "host"]
+            default = 443 if scheme == "https" else 80
+            headers.insert(0, ("Host", host if port == default else f"{host}:{port}"))
         if not any(k.lower() == "host" for k, _ in headers):
             headers.insert(0, ("Host", request.pretty_host))
         body = request.raw_content or b""

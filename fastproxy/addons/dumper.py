@@ -1,43 +1,19 @@
-"""The console: one line per flow, as mitmdump prints it (`flow_detail` for more)."""
+"""The console: one line per flow, as mitmdump prints it (`flow_detail` for more).
+
+The text comes from `fastproxy.addons.dumper_format`, which `fastproxy read` uses too, so a
+recording lists exactly as the live proxy printed it.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
-from fastproxy.http import HTTPFlow
-
-
-def format_size(size: int) -> str:
-    """A byte count as mitmdump shows it: 12b, 3.4k, 1.2m."""
-    for unit, scale in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-        if size >= scale:
-            return f"{size / scale:.1f}{unit}"
-    return f"{size}b"
-
-
-def format_flow(flow: HTTPFlow) -> str:
-    """`client: METHOD url` and below it `<< status reason size` (or the error)."""
-    request = flow.request
-    peer = flow.client_conn.peername if flow.client_conn else None
-    who = f"{peer[0]}:{peer[1]}: " if peer else ""
-    line = f"{who}{request.method} {request.pretty_url}"
-    if flow.response is not None:
-        response = flow.response
-        size = len(response.raw_content) if response.raw_content is not None else \
-            int(response.headers.get("content-length", "0") or 0)
-        line += f"\n << {response.status_code} {response.reason} {format_size(size)}"
-    elif flow.error is not None:
-        line += f"\n << {flow.error.msg}"
-    return line
-
-
-def format_headers(headers) -> str:
-    return "".join(f"    {name}: {value}\n" for name, value in headers.items(multi=True))
+from fastproxy.addons.dumper_format import format_flow
 
 
 class Dumper:
-    """Prints every finished flow; needs no bodies, so it keeps streaming fast."""
+    """Prints every finished HTTP flow; needs no bodies (unless -vv), so streaming stays fast."""
 
     needs_bodies = False
 
@@ -46,25 +22,18 @@ class Dumper:
         self.detail = 1
         self.listening = True
 
-    def configure(self, options, updated) -> None:
+    def configure(self, options: Any, updated: set[str]) -> None:
         if "flow_detail" in updated:
             self.detail = options.flow_detail
             self.listening = self.detail > 0
+            self.needs_bodies = self.detail >= 3  # -vv shows the start of the body
 
-    def response(self, flow: HTTPFlow) -> None:
+    def response(self, flow: Any) -> None:
         self._print(flow)
 
-    def error(self, flow: HTTPFlow) -> None:
+    def error(self, flow: Any) -> None:
         if flow.response is None:
             self._print(flow)
 
-    def _print(self, flow: HTTPFlow) -> None:
-        text = format_flow(flow)
-        if self.detail >= 2:
-            text = text.replace("\n", "\n" + format_headers(flow.request.headers), 1) \
-                if flow.response else text + "\n" + format_headers(flow.request.headers)
-            if flow.response is not None:
-                text += "\n" + format_headers(flow.response.headers)
-        if self.detail >= 3 and flow.response is not None and flow.response.raw_content:
-            text += "\n" + flow.response.raw_content[:4096].decode("utf-8", "replace")
-        print(text, file=self.out, flush=True)
+    def _print(self, flow: Any) -> None:
+        print(format_flow(flow, self.detail), file=self.out, flush=True)

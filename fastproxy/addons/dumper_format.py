@@ -1,4 +1,5 @@
-"""One flow as mitmdump prints it, for the live console and `fastproxy read`.
+"""One flow as mitmdump prints it: the one module that formats flows, for the live console
+(`fastproxy.addons.dumper`) and `fastproxy read` alike.
 
 An HTTP flow is the request line, then the response line (or the error) under it::
 
@@ -48,9 +49,39 @@ def _response_line(flow: Any) -> str:
     if not response.http_version.startswith("HTTP/1") or response.http_version != flow.request.http_version:
         version = f"{response.http_version} "
     replay = "[replay]" if flow.is_replay == "response" else ""
-    raw = response.raw_content
-    size = "(content missing)" if raw is None else pretty_size(len(raw))
+    size = _body_size(response)
     return _escape(f"{replay} << {version}{response.status_code} {response.reason} {size}")
+
+
+def _body_size(response: Any) -> str:
+    """The body's size; for a body not kept (streamed past the addons), its Content-Length."""
+    raw = response.raw_content
+    if raw is not None:
+        return pretty_size(len(raw))
+    length = response.headers.get("content-length", "")
+    return pretty_size(int(length)) if length.isdigit() else "(content missing)"
+
+
+def format_flow(flow: Any, detail: int = 1) -> str:
+    """`format_flow_line`, with headers under each line at ``detail`` 2, and at 3 the
+    start of the response body (what the console prints at ``flow_detail``)."""
+    if detail < 2 or getattr(flow, "type", None) != "http":
+        return format_flow_line(flow)
+    lines = format_flow_line(flow).split("\n")
+    parts = [lines[0], format_headers(flow.request.headers)]
+    if flow.response is not None:
+        parts += [lines[1], format_headers(flow.response.headers)]
+        body = flow.response.raw_content
+        if detail >= 3 and body:
+            parts.append(_escape(body[:4096].decode("utf-8", "replace")))
+    parts += lines[2 if flow.response is not None else 1:]
+    return "\n".join(p.rstrip("\n") for p in parts if p)
+
+
+def format_headers(headers: Any) -> str:
+    """Header fields one per line, indented under the flow line they belong to."""
+    return _escape("".join(f"    {name}: {value}\n"
+                           for name, value in headers.items(multi=True)))
 
 
 def format_address(address: tuple | None) -> str:

@@ -3,9 +3,13 @@
 A flow is recorded once, when it is over: an HTTP flow at `response`, or at `error` if it
 failed before its response was complete; a WebSocket connection (an HTTP flow with
 ``flow.websocket``) at `websocket_end` / `websocket_error`; a TCP flow at `tcp_end` /
-`tcp_error`. The flow is snapshotted with ``get_state()`` on the event loop, so later
-changes don't leak into the recording; encoding and writing happen on the recorder's
-thread (`fastproxy.io.recorder`).
+`tcp_error`. The flow is snapshotted (pickled) on the event loop, so later changes don't
+leak into the recording; encoding and writing happen in the recorder's writer process
+(`fastproxy.io.recorder`). Without ``save_stream_file`` the addon is idle: ``listening``
+is False, so it costs the proxy nothing.
+
+An unwritable file is fatal at start-up (`preflight`, called by the CLI); a write that
+fails later (disk full) is logged and the proxy goes on serving.
 
 With ``--workers N`` (N > 1) worker *i* writes ``FILE.w<i>`` (`worker_path`), so no two
 processes share a file; ``fastproxy read FILE`` reads them all.
@@ -13,7 +17,7 @@ processes share a file; ``fastproxy read FILE`` reads them all.
 
 from __future__ import annotations
 
-import asyncio
+import os
 from typing import Any
 
 from fastproxy.io.recorder import Recorder
@@ -21,6 +25,26 @@ from fastproxy.log import logger
 from fastproxy.options import MiB, OptionsError
 
 _RECORDING_OPTIONS = {"save_stream_file", "workers", "worker_index"}
+
+
+def preflight(options: Any) -> None:
+    """Raise `OptionsError` now if ``save_stream_file`` cannot be written (or appended to).
+
+    The CLI calls this before it starts serving: `configure` runs inside the proxy, where an
+    addon's error is only logged, and a recording that silently never happens is worse
+    than not starting.
+    """
+    spec = options.save_stream_file
+    if not spec:
+        return
+    append = spec.startswith("+")
+    base = spec[1:] if append else spec
+    for index in range(max(options.workers, 1)):
+        path = worker_path(base, options.workers, index)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+        except OSError as e:
+            raise OptionsError(f"cannot record flows to {path}: {e.strerror or e}") from e
 
 
 def worker_path(path: str, workers: int, worker_index: int) -> str:
@@ -33,7 +57,7 @@ class Save:
 
     def __init__(self) -> None:
         self._recorder: Recorder | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.listening = False  # idle (left out of every event) until a file is given
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -52,6 +76,7 @@ class Save:
                 self._recorder = self._open(options)
         if self._recorder is not None and "save_body_limit" in updated:
             self._recorder.body_limit = options.save_body_limit
+        self.listening = self._recorder is not None
 
     def _open(self, options: Any) -> Recorder:
         spec: str = options.save_stream_file
@@ -88,11 +113,8 @@ class Save:
         self._close()
 
     def _record(self, flow: Any) -> None:
-        if self._recorder is None:
-            return
-        if self._loop is None:
-            self._loop = _running_loop()
-        self._recorder.add(flow.get_state())
+        if self._recorder is not None:
+            self._recorder.add_flow(flow)
 
     def _close(self) -> None:
         if self._recorder is not None:
@@ -100,15 +122,5 @@ class Save:
             self._recorder = None
 
     def _report(self, message: str) -> None:
-        """The recorder's errors (from its thread), logged on the event loop's thread."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(logger.error, message)
-        else:
-            logger.error(message)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+        """The recorder's errors (reported on the event loop, or at close)."""
+        logger.error(message)

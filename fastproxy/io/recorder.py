@@ -1,131 +1,283 @@
-"""Recording flows to a file from a background thread, off the event loop.
+"""Recording flows to a file from a writer process, off the event loop and off the GIL.
 
-The loop thread only snapshots a finished flow (``flow.get_state()``, about 17 µs for a
-small HTTP flow) and puts the dict on a queue. The writer thread truncates large bodies,
-encodes (tnetstring, about 45 µs) and writes whatever has queued up with one ``write``
-call, so a busy proxy gets large batches and an idle one writes each flow within
-`BATCH_DELAY` seconds. Nothing is fsync'ed: a written batch survives ``kill -9`` (it is in
-the kernel); flows still queued in memory do not, and the file then ends cleanly after the
-last batch written.
+A thread would not help: encoding a flow (tnetstring, ~45 µs) holds the GIL the proxy's
+loop needs. So each proxy process starts one writer process (`fastproxy.io.writer`) and
+hands it each finished flow through a pipe. The loop pays for a snapshot of the flow and
+a pickle (a few µs: connection states are pickled once per connection, not per flow, see
+`Snapshots`); the writer truncates bodies, encodes and writes, batching what has arrived.
+Messages queued in one loop iteration go out with one non-blocking ``write``; if the
+writer falls behind, they wait in memory (up to `MAX_PENDING` bytes, then flows are
+dropped and that is reported) and the loop never blocks.
 
-A write that fails (disk full, I/O error) is reported through ``on_error`` and the file is
-cut back to its last complete flow, so later batches still produce a readable file. A file
-that cannot be opened is an `OSError` from `Recorder.__init__`, at start-up.
+Nothing is fsync'ed. The writer exits only at end of input, having written all it
+received: when the proxy closes the pipe (`close`, at exit, after SIGINT/SIGTERM), and also
+when the proxy is killed with ``kill -9``, so a recording always ends after a complete
+flow. A write that fails (disk full) is reported through ``on_error`` and the file is cut
+back to its last complete flow; later flows are still written. A file that cannot be
+opened is an `OSError` from `Recorder.__init__`, at start-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
-import queue
-import threading
-import time
+import pickle
+import subprocess
+import sys
 from typing import Any, Callable
 
-from fastproxy.io import flowfile, tnetstring
+from fastproxy.flow import FLOW_FORMAT_VERSION as _VERSION
+from fastproxy.io import flowfile
 
-BATCH_DELAY = 0.005
-"""Seconds the writer waits after a small batch, letting more flows gather."""
+MAX_PENDING = 256 << 20
+"""Bytes of handed-over flows that may wait for the writer before new flows are dropped."""
 
-MAX_BATCH = 1024
-"""Most flows written with one ``write`` call."""
-
-_STOP = object()
+_HEADER = 4
 
 
 class Recorder:
-    """Writes flow states to ``path`` from a daemon thread.
+    """Writes flows to ``path`` through a writer process.
 
     ``append`` adds to an existing file, first cutting off a torn tail left by a crash.
     ``body_limit`` truncates request and response bodies to that many bytes, noting it in
-    the recorded flow (see `truncate_bodies`). ``on_error(message)`` is called from the
-    writer thread when writing fails.
+    the recorded flow (see `truncate_bodies`). ``on_error(message)`` is called on the event
+    loop (or in `close`) when recording fails.
     """
 
     def __init__(self, path: str, *, append: bool = False, body_limit: int | None = None,
                  on_error: Callable[[str], None]) -> None:
         self.path = path
-        self.body_limit = body_limit
         self._on_error = on_error
-        self._fd = _open(path, append)
-        self._good = os.lseek(self._fd, 0, os.SEEK_END)  # where the last complete flow ends
-        self._failing = False
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=f"recorder {path}", daemon=True)
-        self._thread.start()
+        self._snapshots = Snapshots(self._send)
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._unsent = memoryview(b"")  # the part of a write the pipe did not take
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_scheduled = False
+        self._dropping = False
+        self._body_limit = body_limit
+        file_fd = _open(path, append)
+        try:
+            self._proc, self._fd = _spawn(file_fd)
+        finally:
+            os.close(file_fd)  # the writer has its own copy
+        self._errors = self._proc.stdout
+        self._send(("limit", body_limit))
         atexit.register(self.close)  # a normal interpreter exit still flushes
 
+    @property
+    def body_limit(self) -> int | None:
+        return self._body_limit
+
+    @body_limit.setter
+    def body_limit(self, value: int | None) -> None:
+        self._body_limit = value
+        self._send(("limit", value))
+
+    def add_flow(self, flow: Any) -> None:
+        """Hand a finished flow over for writing. Never blocks, never raises."""
+        try:
+            self._snapshots.send_flow(flow)
+        except Exception as e:  # e.g. an addon put an unpicklable object into metadata
+            self._on_error(f"cannot record flow {flow.id}: {e}")
+
     def add(self, state: dict) -> None:
-        """Queue a finished flow's state dict for writing. Never blocks, never raises."""
-        self._queue.put(state)
+        """Hand a flow's state dict over for writing (it is not copied: don't change it)."""
+        try:
+            self._send(("flow", state, None, None))
+        except Exception as e:
+            self._on_error(f"cannot record flow {state.get('id')}: {e}")
 
     def close(self) -> None:
-        """Write everything queued, stop the thread and close the file. Idempotent."""
+        """Hand over everything pending, wait for the writer to write it. Idempotent."""
         if self._fd < 0:
             return
         atexit.unregister(self.close)
-        self._queue.put(_STOP)
-        self._thread.join()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_writer(self._fd)
+            self._loop.remove_reader(self._errors.fileno())
+        os.set_blocking(self._fd, True)
+        try:
+            self._write_all()
+        except OSError as e:  # the writer died
+            self._on_error(f"recording to {self.path} failed: {e.strerror or e}")
         os.close(self._fd)
         self._fd = -1
+        self._proc.wait()
+        for line in self._errors:
+            self._report(line)
+        self._errors.close()
 
-    def _run(self) -> None:
-        while True:
-            batch, stopping = self._next_batch()
-            if batch:
-                self._write(b"".join(self._encode_all(batch)), len(batch))
-            if stopping:
-                return
-            if len(batch) < MAX_BATCH:
-                time.sleep(BATCH_DELAY)
+    # -- handing over ------------------------------------------------------------------
 
-    def _next_batch(self) -> tuple[list[dict], bool]:
-        """Wait for a flow, then take what else is queued; also whether to stop after it."""
-        batch: list[dict] = []
-        item = self._queue.get()
-        while item is not _STOP:
-            batch.append(item)
-            if len(batch) == MAX_BATCH:
-                return batch, False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return batch, False
-        return batch, True
-
-    def _encode_all(self, batch: list[dict]):
-        for state in batch:
-            try:
-                if self.body_limit is not None:
-                    truncate_bodies(state, self.body_limit)
-                yield tnetstring.dumps(state)
-            except Exception as e:  # e.g. an addon put an object into flow.metadata
-                self._on_error(f"cannot record flow {state.get('id')}: {e}")
-
-    def _write(self, data: bytes, count: int) -> None:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
-        except OSError as e:
-            self._failed(e, count)
+    def _send(self, message: tuple) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        if self._pending_size + len(data) > MAX_PENDING:
+            self._drop()
             return
-        self._good += len(data)
-        if self._failing:
-            self._failing = False
-            self._on_error(f"recording to {self.path} works again")
+        self._pending.append(len(data).to_bytes(_HEADER, "big"))
+        self._pending.append(data)
+        self._pending_size += len(data) + _HEADER
+        if not self._flush_scheduled:
+            self._schedule_flush()
 
-    def _failed(self, e: OSError, count: int) -> None:
-        # Report once per run of failures, not once per batch.
-        if not self._failing:
-            self._on_error(f"cannot write flows to {self.path}: {e.strerror or e} "
-                           f"({count} flows lost; retrying with the next ones)")
-        self._failing = True
+    def _schedule_flush(self) -> None:
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (tests, tools): written at close
+                return
+            self._loop.add_reader(self._errors.fileno(), self._read_error)
+        self._flush_scheduled = True
+        self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what is pending without blocking; the rest when the pipe has room."""
+        self._flush_scheduled = False
+        if self._fd < 0:
+            return
         try:
-            os.ftruncate(self._fd, self._good)  # drop the torn part of the failed write
-            os.lseek(self._fd, self._good, os.SEEK_SET)
-        except OSError:
-            pass  # the next successful write starts after the tear; readers stop there
+            if self._unsent:
+                self._unsent = self._unsent[_write_some(self._fd, self._unsent):]
+            if not self._unsent and self._pending:
+                data = b"".join(self._pending)
+                self._pending.clear()
+                self._unsent = memoryview(data)[_write_some(self._fd, data):]
+        except OSError as e:
+            self._pending.clear()
+            self._unsent = memoryview(b"")
+            self._report(f"writer process failed ({e.strerror or e}); flows are lost")
+            return
+        self._pending_size = len(self._unsent) + sum(map(len, self._pending))
+        if self._unsent:
+            self._loop.add_writer(self._fd, self._flush)
+        else:
+            self._loop.remove_writer(self._fd)
+            if self._dropping:
+                self._dropping = False
+                self._report("the writer caught up; recording every flow again")
+
+    def _write_all(self) -> None:
+        data = bytes(self._unsent) + b"".join(self._pending)
+        self._unsent, self._pending, self._pending_size = memoryview(b""), [], 0
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def _drop(self) -> None:
+        if not self._dropping:
+            self._dropping = True
+            self._report(f"recording to {self.path} falls behind: "
+                         f"{self._pending_size >> 20} MiB waiting; dropping flows")
+
+    # -- the writer's reports ----------------------------------------------------------
+
+    def _read_error(self) -> None:
+        line = self._errors.readline()
+        if not line:
+            self._loop.remove_reader(self._errors.fileno())
+            return
+        self._report(line)
+
+    def _report(self, line: str) -> None:
+        line = line.rstrip("\n")
+        if not line.startswith("recording to "):
+            line = f"recording to {self.path}: {line}"
+        self._on_error(line)
+
+
+def _write_some(fd: int, data) -> int:
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+
+
+def _spawn(file_fd: int) -> tuple[subprocess.Popen, int]:
+    """Start the writer process; return it and the (non-blocking) end of its input pipe."""
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fastproxy.io.writer", str(read_fd), str(file_fd)],
+            pass_fds=(read_fd, file_fd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            text=True, start_new_session=True)  # Ctrl-C goes to the proxy, not the writer
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.close(read_fd)
+    os.set_blocking(write_fd, False)
+    return proc, write_fd
+
+
+class Snapshots:
+    """Pickled snapshots of finished flows, cheap enough to take on the event loop.
+
+    A flow's state holds its client and server connections' states, the same for every
+    flow of a keep-alive connection and the bulk of the work. They are sent to the writer
+    once per connection (again when one of their changing fields changes) and referenced.
+    HTTP flows are snapshotted here, field for field as ``HTTPFlow.get_state``
+    (tests/test_recorder.py checks that they agree); other flows use ``get_state``.
+    """
+
+    MAX_CONNS = 4096
+
+    def __init__(self, send: Callable[[tuple], None]) -> None:
+        self._send = send
+        self._conns: dict[str, tuple] = {}  # connection id -> fingerprint
+
+    def send_flow(self, flow: Any) -> None:
+        if len(self._conns) >= self.MAX_CONNS:  # before, so both keys below stay known
+            self._conns.clear()
+            self._send(("forget",))
+        client = self._conn_key(flow.client_conn)
+        server = self._conn_key(flow.server_conn)
+        self._send(("flow", self.flow_state(flow), client, server))
+
+    def _conn_key(self, conn: Any) -> str | None:
+        if conn is None:
+            return None
+        seen = self._conns.get(conn.id)
+        fingerprint = _fingerprint(conn)
+        if seen != fingerprint:
+            self._conns[conn.id] = fingerprint
+            self._send(("conn", conn.id, conn.get_state()))
+        return conn.id
+
+    @staticmethod
+    def flow_state(flow: Any) -> dict:
+        """``flow.get_state()`` without the connections (the writer puts them in)."""
+        if flow.type != "http":
+            state = flow.get_state()
+            state["client_conn"] = state["server_conn"] = None
+            return state
+        error = flow.error
+        return {
+            "version": _VERSION,
+            "type": "http",
+            "id": flow.id,
+            "error": None if error is None else error.get_state(),
+            "client_conn": None,
+            "server_conn": None,
+            "intercepted": flow.intercepted,
+            "is_replay": flow.is_replay,
+            "marked": flow.marked,
+            "metadata": flow.metadata or {},  # pickled now: later changes don't leak
+            "comment": flow.comment,
+            "timestamp_created": flow.timestamp_created,
+            "backup": flow._backup,
+            "request": flow.request.get_state(),
+            "response": None if flow.response is None else flow.response.get_state(),
+            "websocket": None if flow.websocket is None else flow.websocket.get_state(),
+        }
+
+
+def _fingerprint(conn: Any) -> tuple:
+    """The connection fields that change after it is set up (TLS, the end, an error)."""
+    return (conn.timestamp_end, conn.timestamp_tls_setup, conn.error, conn.tls_version,
+            conn.sni, conn.alpn, conn.peername, conn.sockname,
+            getattr(conn, "timestamp_tcp_setup", None), len(conn.certificate_list))
 
 
 def _open(path: str, append: bool) -> int:

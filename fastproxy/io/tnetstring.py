@@ -122,6 +122,19 @@ def _key_chunk(key: TSerializable) -> bytes:
     return chunk
 
 
+class Encoded(bytes):
+    """An already encoded tnetstring, put into the output as it is.
+
+    The recorder's writer encodes a connection's state once and reuses it in every flow of
+    that connection (`fastproxy.io.writer`).
+    """
+
+
+def _encode_encoded(value: Encoded, out: list[bytes]) -> int:
+    out.append(value)
+    return len(value)
+
+
 def _close(out: list[bytes], slot: int, size: int, tag: bytes) -> int:
     prefix = b"%d:" % size
     out[slot] = prefix
@@ -151,6 +164,7 @@ _ENCODERS = {
     float: _encode_float,
     bool: _encode_constant,
     type(None): _encode_constant,
+    Encoded: _encode_encoded,
 }
 
 

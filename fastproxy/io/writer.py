@@ -1,0 +1,154 @@
+"""The recorder's writer process: ``python -m fastproxy.io.writer DATA_FD FILE_FD``.
+
+It reads messages from the pipe ``DATA_FD`` (each a 4-byte big-endian length and a pickle,
+see `fastproxy.io.recorder`), turns each flow into mitmproxy's state dict, truncates its
+bodies, encodes it as a tnetstring and appends it to ``FILE_FD``, batching whatever has
+arrived into one ``write``. It stops at end of input, after writing everything it got:
+when the proxy closes the pipe, and also when the proxy is killed (``kill -9`` closes its
+end too), so every flow the proxy handed over is on disk.
+
+Messages (tuples):
+  ("conn", key, state)     a connection's state, referenced by later flows
+  ("flow", state, ckey, skey)  a flow state whose client_conn/server_conn are those keys
+                           (None: the state carries its own)
+  ("limit", n)             body limit from now on (None: none)
+  ("forget",)              drop the connection states (the proxy's cache was cleared)
+
+Errors go to stdout, one line each, for the proxy to log. SIGINT and SIGTERM are ignored:
+the proxy decides when recording ends, by closing the pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+
+from fastproxy.connection import Server
+from fastproxy.io import tnetstring
+from fastproxy.io.recorder import truncate_bodies
+
+HEADER = 4
+READ_SIZE = 1 << 20
+
+
+class Writer:
+    """Decodes messages and appends encoded flows to the file descriptor ``fd``."""
+
+    def __init__(self, fd: int, out=sys.stdout) -> None:
+        self.fd = fd
+        self.out = out
+        self.good = os.lseek(fd, 0, os.SEEK_END)  # where the last complete flow ends
+        self.failing = False
+        self.limit: int | None = None
+        self.conns: dict = {}
+
+    def handle(self, messages: list[bytes]) -> None:
+        """Encode the flows among ``messages`` and write them with one call."""
+        encoded, count = [], 0
+        for raw in messages:
+            try:
+                message = pickle.loads(raw)
+                data = self.apply(message)
+            except Exception as e:  # noqa: BLE001 - one bad flow must not stop the others
+                self.report(str(e) if isinstance(e, ValueError) else f"bad message: {e!r}")
+                continue
+            if data is not None:
+                encoded.append(data)
+                count += 1
+        if encoded:
+            self.write(b"".join(encoded), count)
+
+    def apply(self, message: tuple) -> bytes | None:
+        kind = message[0]
+        if kind == "flow":
+            _, state, ckey, skey = message
+            if ckey is not None:
+                state["client_conn"] = self.conns[ckey]
+            if skey is not None:
+                state["server_conn"] = self.conns[skey]
+            elif state["server_conn"] is None:  # failed before any upstream: as mitmproxy
+                state["server_conn"] = Server(address=None).get_state()
+            try:
+                if self.limit is not None:
+                    truncate_bodies(state, self.limit)
+                return tnetstring.dumps(state)
+            except Exception as e:  # noqa: BLE001 - e.g. an object an addon put in metadata
+                raise ValueError(f"cannot record flow {state.get('id')}: {e}") from None
+        if kind == "conn":  # encoded once here, not once per flow
+            self.conns[message[1]] = tnetstring.Encoded(tnetstring.dumps(message[2]))
+        elif kind == "limit":
+            self.limit = message[1]
+        elif kind == "forget":
+            self.conns.clear()
+        return None
+
+    def write(self, data: bytes, count: int) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as e:
+            self.failed(e, count)
+            return
+        self.good += len(data)
+        if self.failing:
+            self.failing = False
+            self.report("recording works again")
+
+    def failed(self, e: OSError, count: int) -> None:
+        # Report once per run of failures (disk full), not once per batch.
+        if not self.failing:
+            self.report(f"cannot write flows: {e.strerror or e} "
+                        f"({count} flows lost; retrying with the next ones)")
+        self.failing = True
+        try:
+            os.ftruncate(self.fd, self.good)  # drop the torn part of the failed write
+            os.lseek(self.fd, self.good, os.SEEK_SET)
+        except OSError:
+            pass  # readers stop at the tear; appending later cuts it off
+
+    def report(self, message: str) -> None:
+        try:
+            print(message.replace("\n", " "), file=self.out, flush=True)
+        except OSError:
+            pass  # nobody listens any more: the proxy is gone
+
+
+def split_messages(buffer: bytearray) -> list[bytes]:
+    """Take the complete messages from the front of ``buffer``."""
+    messages, pos = [], 0
+    while len(buffer) - pos >= HEADER:
+        size = int.from_bytes(buffer[pos:pos + HEADER], "big")
+        if len(buffer) - pos - HEADER < size:
+            break
+        messages.append(bytes(buffer[pos + HEADER:pos + HEADER + size]))
+        pos += HEADER + size
+    del buffer[:pos]
+    return messages
+
+
+def run(data_fd: int, file_fd: int) -> int:
+    writer = Writer(file_fd)
+    buffer = bytearray()
+    while True:
+        chunk = os.read(data_fd, READ_SIZE)
+        if not chunk:
+            break
+        buffer += chunk
+        writer.handle(split_messages(buffer))
+    if buffer:  # the proxy died in the middle of handing a flow over
+        writer.report(f"the last flow arrived incomplete ({len(buffer)} bytes), not recorded")
+    os.close(file_fd)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return run(int(argv[0]), int(argv[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
