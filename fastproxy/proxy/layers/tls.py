@@ -53,7 +53,7 @@ from asyncio.sslproto import SSLProtocol as _AioSSLProtocol
 HANDSHAKE = 0x16
 CLIENT_HELLO = 1
 MAX_CLIENT_HELLO = 64 * 1024
-HTTP_ALPNS = (b"http/1.1", b"http/1.0")  # h2 comes with http2.py
+HTTP_ALPNS = (b"h2", b"http/1.1", b"http/1.0")
 CONTEXT_CACHE_SIZE = 512
 TLS_VERSIONS = {"TLSv1": "TLSv1", "TLSv1.1": "TLSv1.1", "TLSv1.2": "TLSv1.2",
                 "TLSv1.3": "TLSv1.3", "SSLv3": "SSLv3"}
@@ -422,7 +422,9 @@ class TlsLayer(Layer):
     async def open_upstream(self, state: TlsState, hello: ClientHello,
                             offers: list[bytes]) -> tuple[Upstream | None, bytes | None]:
         """The upstream connection (None if it failed) and the ALPN to give the client."""
-        if not self.upstream_tls:
+        if not self.tunnel:
+            # Reverse mode: the proxy is the server the client asked for. It speaks h2
+            # whatever the upstream speaks; the HTTP layers connect upstream per request.
             fallback = b"http/1.1" if b"http/1.1" in offers else None
             return None, (b"h2" if b"h2" in offers else fallback)
         host, port = self.address
@@ -432,7 +434,8 @@ class TlsLayer(Layer):
                                                sni or host, offers)
         except UpstreamError:
             # Finish the client handshake anyway: its requests get a 502 with the reason.
-            return None, (b"http/1.1" if b"http/1.1" in offers else None)
+            fallback = b"h2" if b"h2" in offers else None
+            return None, (b"http/1.1" if b"http/1.1" in offers else fallback)
         return upstream, upstream.server.alpn
 
     def next_layer(self, upstream: Upstream | None, alpn: bytes | None) -> Layer:

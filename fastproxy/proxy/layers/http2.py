@@ -1,0 +1,747 @@
+"""HTTP/2 (RFC 9113) with the client, to an HTTP/2 or an HTTP/1 upstream, via h2.
+
+Theory of operation. `H2Conn` is one HTTP/2 connection over an `Endpoint` (the client's
+decrypted endpoint, or an upstream's): h2's state machine is fed the received bytes by
+`pump()`, which turns h2 events into per-stream state (`H2Stream`: a headers future, a
+queue of body chunks, a window event). `Http2Layer` serves the client's connection:
+every request stream runs `serve_stream` in its own task and becomes a normal
+`HTTPFlow`, with the events HTTP/1 flows have:
+
+    requestheaders -> request -> (upstream) -> responseheaders -> response | error
+
+Upstream, a stream becomes a stream of the upstream's HTTP/2 connection when ALPN chose
+h2 there, or an HTTP/1.1 request on a pooled keep-alive connection otherwise.
+
+Flow control is end to end: received DATA is acknowledged (the window reopened) only
+once it has been written to the other side and that side's transport drained, so a
+slow receiver slows the sender down and memory stays bounded by the windows. Sending
+waits for the peer's window. RST_STREAM ends one stream (and its upstream half);
+GOAWAY stops new streams while the others finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from fastproxy._core import BODY, END, HEAD, ProtocolError, build_head
+from fastproxy.flow import Error
+from fastproxy.http import Headers, HTTPFlow, Request, Response
+from fastproxy.log import logger
+from fastproxy.proxy.context import Layer, RootContext
+from fastproxy.proxy.streams import ConnectionGone, Endpoint
+from fastproxy.proxy.upstream import Upstream, UpstreamError
+
+# RFC 9113 §8.2.2: connection-specific fields are not allowed in HTTP/2.
+CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection",
+                                 b"transfer-encoding", b"upgrade", b"te", b"host",
+                                 b"http2-settings"))
+STREAM_WINDOW = 1 << 20
+CONNECTION_WINDOW = 16 << 20
+MAX_CONCURRENT_STREAMS = 256
+_REASONS = {200: b"OK", 502: b"Bad Gateway", 413: b"Payload Too Large"}
+
+
+class StreamReset(Exception):
+    """The peer reset the stream (RST_STREAM) or the connection went away."""
+
+    def __init__(self, message: str, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class H2Stream:
+    """One stream's received state: its headers, its body chunks, its send window."""
+
+    __slots__ = ("id", "headers", "data", "window", "trailers", "error", "ended")
+
+    def __init__(self, stream_id: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.id = stream_id
+        self.headers: asyncio.Future = loop.create_future()
+        self.data: asyncio.Queue = asyncio.Queue()
+        """(bytes, flow-controlled length) per DATA frame, then None at END_STREAM."""
+        self.window = asyncio.Event()
+        self.trailers: list | None = None
+        self.error: StreamReset | None = None
+        self.ended = False
+
+    def fail(self, error: StreamReset) -> None:
+        if self.error is None:
+            self.error = error
+        if not self.headers.done():
+            self.headers.set_exception(error)
+            self.headers.exception()  # retrieved: no "never retrieved" warning
+        self.data.put_nowait(error)
+        self.window.set()
+
+
+class H2Conn:
+    """An h2 connection over an endpoint; `pump()` reads it until it closes."""
+
+    def __init__(self, endpoint: Endpoint, client_side: bool,
+                 on_request: Callable[[H2Stream, list], Any] | None = None) -> None:
+        config = h2.config.H2Configuration(client_side=client_side, header_encoding=None,
+                                           validate_inbound_headers=True,
+                                           normalize_inbound_headers=True)
+        self.conn = h2.connection.H2Connection(config)
+        self.endpoint = endpoint
+        self.loop = endpoint.loop
+        self.on_request = on_request
+        self.streams: dict[int, H2Stream] = {}
+        self.closed = False
+        self.goaway = False
+        self.stream_slot = asyncio.Event()
+
+    def start(self) -> None:
+        conn = self.conn
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                              h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS:
+                                  MAX_CONCURRENT_STREAMS})
+        conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.flush()
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.endpoint.closed:
+            self.endpoint.write(data)
+
+    @property
+    def usable(self) -> bool:
+        return not (self.closed or self.goaway)
+
+    async def pump(self) -> None:
+        """Feed received bytes to h2 and dispatch its events until the connection ends."""
+        reader, endpoint = self.endpoint.reader, self.endpoint
+        try:
+            while True:
+                data = reader.take_rest()
+                if not data:
+                    if endpoint.closed or reader.buffered == 0 and _eof(endpoint):
+                        break
+                    await endpoint.wait_data()
+                    continue
+                try:
+                    events = self.conn.receive_data(data)
+                except h2.exceptions.ProtocolError as e:
+                    logger.info("HTTP/2 protocol error: %s", e)
+                    self.flush()
+                    break
+                for event in events:
+                    self.handle(event)
+                self.flush()
+        except ConnectionGone:
+            pass
+        finally:
+            self.closed = True
+            for stream in list(self.streams.values()):
+                stream.fail(StreamReset("connection closed"))
+            self.stream_slot.set()
+
+    def handle(self, event) -> None:
+        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+        if isinstance(event, h2.events.DataReceived):
+            if stream is not None:
+                stream.data.put_nowait((event.data, event.flow_controlled_length))
+            else:
+                self.conn.acknowledge_received_data(event.flow_controlled_length,
+                                                    event.stream_id)
+        elif isinstance(event, h2.events.RequestReceived):
+            stream = self.streams[event.stream_id] = H2Stream(event.stream_id, self.loop)
+            stream.headers.set_result(event.headers)
+            if self.on_request is not None:
+                self.on_request(stream, event.headers)
+        elif isinstance(event, h2.events.ResponseReceived):
+            if stream is not None and not stream.headers.done():
+                stream.headers.set_result(event.headers)
+        elif isinstance(event, h2.events.StreamEnded):
+            if stream is not None:
+                stream.ended = True
+                stream.data.put_nowait(None)
+        elif isinstance(event, h2.events.TrailersReceived):
+            if stream is not None:
+                stream.trailers = event.headers
+        elif isinstance(event, h2.events.WindowUpdated):
+            self._window_opened(event.stream_id)
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._window_opened(0)
+            self.stream_slot.set()
+        elif isinstance(event, h2.events.StreamReset):
+            if stream is not None:
+                stream.fail(StreamReset(f"stream reset by peer ({_code(event.error_code)})",
+                                        event.error_code))
+                self.on_reset(stream)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = True
+            last = event.last_stream_id or 0
+            for sid, s in list(self.streams.items()):
+                if sid > last or event.error_code:
+                    s.fail(StreamReset(f"connection going away ({_code(event.error_code)})"))
+
+    def on_reset(self, stream: H2Stream) -> None:
+        """Hook: the peer reset `stream`."""
+
+    def _window_opened(self, stream_id: int) -> None:
+        if stream_id:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream.window.set()
+        else:
+            for stream in self.streams.values():
+                stream.window.set()
+
+    def forget(self, stream: H2Stream) -> None:
+        self.streams.pop(stream.id, None)
+        self.stream_slot.set()
+
+    def ack(self, stream: H2Stream, length: int) -> None:
+        """Reopen the window for `length` bytes of `stream` that were passed on."""
+        if length and not self.closed:
+            try:
+                self.conn.acknowledge_received_data(length, stream.id)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                pass  # the stream is gone; h2 already credited the connection window
+            self.flush()
+
+    async def send_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        """Send body bytes on `stream` as the peer's flow-control windows allow."""
+        conn = self.conn
+        view = memoryview(data)
+        while view:
+            if stream.error is not None:
+                raise stream.error
+            size = min(conn.local_flow_control_window(stream.id), len(view),
+                       conn.max_outbound_frame_size)
+            if size <= 0:
+                stream.window.clear()
+                await stream.window.wait()
+                continue
+            conn.send_data(stream.id, view[:size].tobytes())
+            view = view[size:]
+            self.flush()
+            await self.endpoint.drain()
+        if end:
+            conn.end_stream(stream.id)
+            self.flush()
+
+    async def open_stream(self, headers: list, end: bool) -> H2Stream:
+        """A new request stream (client side), waiting for a free concurrency slot."""
+        conn = self.conn
+        while conn.open_outbound_streams >= conn.remote_settings.max_concurrent_streams:
+            if not self.usable:
+                raise StreamReset("upstream connection closed")
+            self.stream_slot.clear()
+            await self.stream_slot.wait()
+        if not self.usable:
+            raise StreamReset("upstream connection closed")
+        stream_id = conn.get_next_available_stream_id()
+        stream = self.streams[stream_id] = H2Stream(stream_id, self.loop)
+        conn.send_headers(stream_id, headers, end_stream=end)
+        self.flush()
+        return stream
+
+    def reset(self, stream: H2Stream, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        try:
+            self.conn.reset_stream(stream.id, code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+        self.flush()
+        self.forget(stream)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self.conn.close_connection()
+                self.flush()
+            except (h2.exceptions.ProtocolError, ConnectionGone):
+                pass
+        self.closed = True
+        self.endpoint.close()
+
+
+def _eof(endpoint: Endpoint) -> bool:
+    return endpoint.closed
+
+
+def _code(code) -> str:
+    try:
+        return h2.errors.ErrorCodes(code).name
+    except ValueError:
+        return str(code)
+
+
+class ClientH2Conn(H2Conn):
+    """The client's side: a reset stream cancels the task serving it."""
+
+    def __init__(self, endpoint: Endpoint, on_request, on_reset) -> None:
+        super().__init__(endpoint, False, on_request)
+        self._on_reset = on_reset
+
+    def on_reset(self, stream: H2Stream) -> None:
+        self._on_reset(stream)
+
+
+class Http2Layer(Layer):
+    """Serves the HTTP/2 client connection (see the module docstring).
+
+    `tunnel` is the (host, port) every request goes to when there is one (CONNECT and
+    TLS); otherwise (reverse mode) the mode's upstream. `upstream` is the connection the
+    TLS layer opened; with ALPN h2 its streams carry the requests.
+    """
+
+    def __init__(self, ctx: RootContext, tunnel: tuple[str, int] | None, scheme: str,
+                 upstream: Upstream | None) -> None:
+        super().__init__(ctx)
+        self.tunnel = tunnel
+        self.scheme = scheme
+        self.upstream = upstream
+        self.upstream_h2: H2Conn | None = None
+        self.upstream_task: asyncio.Task | None = None
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.client: ClientH2Conn | None = None
+        self.opening = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Http2Layer {self.tunnel}>"
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        upstream = self.upstream
+        if upstream is not None:
+            ctx.server_conn = upstream.server
+            if upstream.server.alpn == b"h2":
+                self.use_upstream_h2(upstream)
+            else:
+                ctx.pool.release(upstream)
+        client = self.client = ClientH2Conn(ctx.client, self.new_stream, self.stream_reset)
+        client.start()
+        try:
+            await client.pump()
+        finally:
+            for task in list(self.tasks.values()):
+                task.cancel()
+            if self.tasks:
+                await asyncio.wait(list(self.tasks.values()), timeout=5)
+            if self.upstream_h2 is not None:
+                self.upstream_h2.close()
+            ctx.client.close()
+
+    def use_upstream_h2(self, upstream: Upstream) -> None:
+        h2conn = self.upstream_h2 = H2Conn(upstream.endpoint, True)
+        h2conn.server = upstream.server
+        h2conn.start()
+        self.upstream_task = self.ctx.client.loop.create_task(h2conn.pump())
+
+    def new_stream(self, stream: H2Stream, headers: list) -> None:
+        task = self.ctx.client.loop.create_task(self.serve_stream(stream, headers))
+        self.tasks[stream.id] = task
+        task.add_done_callback(lambda _: self.tasks.pop(stream.id, None))
+
+    def stream_reset(self, stream: H2Stream) -> None:
+        task = self.tasks.get(stream.id)
+        if task is not None:
+            task.cancel()
+
+    # -- one stream -----------------------------------------------------------------
+
+    async def serve_stream(self, stream: H2Stream, headers: list) -> None:
+        exchange = H2Exchange(self, stream, headers)
+        try:
+            await exchange.run()
+        except asyncio.CancelledError:
+            await exchange.fail("stream reset by the client")
+            exchange.abort_upstream()
+        except StreamReset as e:
+            await exchange.fail(str(e))
+            exchange.abort_upstream()
+            self.client.reset(stream, e.code if "upstream" not in str(e) else
+                              h2.errors.ErrorCodes.CANCEL)
+        except (ConnectionGone, ProtocolError, h2.exceptions.ProtocolError) as e:
+            await exchange.fail(f"connection closed: {e}")
+            exchange.abort_upstream()
+            self.client.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        except Exception:
+            logger.exception("HTTP/2 stream %d failed", stream.id)
+            exchange.abort_upstream()
+            self.client.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        finally:
+            self.client.forget(stream)
+
+    async def upstream_h2_conn(self, host: str, port: int) -> H2Conn | None:
+        """The upstream HTTP/2 connection for a new stream, or None for HTTP/1."""
+        if self.upstream_h2 is not None and self.upstream_h2.usable:
+            return self.upstream_h2
+        async with self.opening:  # concurrent first streams share one new connection
+            return await self._open_upstream_h2(host, port)
+
+    async def _open_upstream_h2(self, host: str, port: int) -> H2Conn | None:
+        if self.upstream_h2 is not None and self.upstream_h2.usable:
+            return self.upstream_h2
+        if self.scheme != "https" or not self.ctx.options.http2:
+            return None
+        if self.upstream_h2 is None and self.upstream is not None:
+            return None  # ALPN chose HTTP/1.1 there
+        from fastproxy.proxy.layers.tls import open_tls_upstream
+        sni = self.ctx.client_conn.sni if self.tunnel else None
+        upstream = await open_tls_upstream(self.ctx.pool, ("https", host, port), sni or host,
+                                           [b"h2", b"http/1.1"])
+        self.upstream = upstream
+        if upstream.server.alpn != b"h2":
+            self.ctx.pool.release(upstream)
+            return None
+        self.use_upstream_h2(upstream)
+        return self.upstream_h2
+
+
+class H2Exchange:
+    """One HTTP/2 request stream and its response, as an `HTTPFlow`."""
+
+    def __init__(self, layer: Http2Layer, stream: H2Stream, headers: list) -> None:
+        self.layer = layer
+        self.ctx = layer.ctx
+        self.client = layer.client
+        self.stream = stream
+        self.headers = headers
+        self.flow: HTTPFlow | None = None
+        self.h1: Upstream | None = None
+        self.up_stream: H2Stream | None = None
+        self.up_conn: H2Conn | None = None
+        self.response_sent = False
+
+    # -- the request ------------------------------------------------------------------
+
+    def make_request(self) -> Request:
+        pseudo, fields = {}, []
+        for name, value in self.headers:
+            if name.startswith(b":"):
+                pseudo[name] = value
+            else:
+                fields.append((name, value))
+        authority = pseudo.get(b":authority", b"")
+        layer = self.layer
+        if layer.tunnel is not None:
+            host, port = layer.tunnel
+        else:
+            host, port = self.ctx.mode.address
+            if not self.ctx.options.keep_host_header:  # as routing.py does for HTTP/1
+                authority = _authority(host, port, layer.scheme)
+        scheme = layer.scheme.encode()
+        method = pseudo.get(b":method", b"GET")
+        return Request(host, port, method, scheme, authority, pseudo.get(b":path", b"/"),
+                       b"HTTP/2.0", Headers(fields), b"" if self.stream.ended else None,
+                       None, time.time(), time.time() if self.stream.ended else None)
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        addons, listeners = ctx.addons, ctx.listeners
+        flow = self.flow = HTTPFlow(ctx.client_conn, ctx.server_conn, live=True)
+        request = flow.request = self.make_request()
+        gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
+        if listeners.requestheaders:
+            await addons.trigger("requestheaders", flow)
+        if request.raw_content is None and (gather and not request.stream):
+            request.raw_content = await self.gather(self.client, self.stream)
+            request.timestamp_end = time.time()
+        if listeners.request:
+            await addons.trigger("request", flow)
+        if flow.error is not None:  # killed
+            self.client.reset(self.stream)
+            return
+        if flow.response is not None:
+            await self.respond_from_flow()
+            return
+        try:
+            conn = await self.layer.upstream_h2_conn(request.host, request.port)
+        except UpstreamError as e:
+            return await self.bad_gateway(str(e))
+        if conn is not None:
+            await self.via_h2(conn)
+        else:
+            await self.via_h1()
+
+    async def gather(self, conn: H2Conn, stream: H2Stream) -> bytes:
+        limit = self.ctx.options.body_size_limit
+        pieces, size = [], 0
+        while True:
+            item = await stream.data.get()
+            if item is None:
+                return b"".join(pieces)
+            if isinstance(item, StreamReset):
+                raise item
+            data, length = item
+            pieces.append(data)
+            size += len(data)
+            if size > limit:
+                raise StreamReset(f"body larger than body_size_limit ({limit} bytes)",
+                                  h2.errors.ErrorCodes.REFUSED_STREAM)
+            conn.ack(stream, length)
+
+    async def body_chunks(self):
+        """The request body still to come from the client: (bytes, length) pairs."""
+        request = self.flow.request
+        if request.raw_content is not None:
+            if request.raw_content:
+                yield request.raw_content, 0
+            return
+        while True:
+            item = await self.stream.data.get()
+            if item is None:
+                return
+            if isinstance(item, StreamReset):
+                raise item
+            yield item
+
+    # -- upstream over HTTP/2 ---------------------------------------------------------
+
+    async def via_h2(self, conn: H2Conn) -> None:
+        ctx, flow = self.ctx, self.flow
+        request = flow.request
+        self.up_conn = conn
+        flow.server_conn = ctx.server_conn = conn.server
+        authority = request.authority.encode() if request.authority else \
+            _authority(request.host, request.port, request.scheme)
+        headers = [(b":method", request.method.encode()), (b":scheme", request.scheme.encode()),
+                   (b":authority", authority), (b":path", request.path.encode())]
+        headers += [(n.lower(), v) for n, v in request.headers.fields
+                    if n.lower() not in CONNECTION_SPECIFIC]
+        no_body = request.raw_content == b"" or (request.raw_content is None and
+                                                 self.stream.ended and self.stream.data.empty())
+        up = self.up_stream = await conn.open_stream(headers, end=no_body)
+        if not no_body:
+            async for data, length in self.body_chunks():
+                await conn.send_data(up, data, False)
+                self.client.ack(self.stream, length)
+            conn.conn.end_stream(up.id)
+            conn.flush()
+        request.timestamp_end = request.timestamp_end or time.time()
+        resp_headers = await up.headers
+        status, fields = _split_response_headers(resp_headers)
+        response = flow.response = Response(b"HTTP/2.0", status, _REASONS.get(status, b""),
+                                            Headers(fields), None, None, time.time(), None)
+        await self.response_body(conn, up, response, None)
+        conn.forget(up)
+
+    # -- upstream over HTTP/1.1 -------------------------------------------------------
+
+    async def via_h1(self) -> None:
+        ctx, flow = self.ctx, self.flow
+        request = flow.request
+        try:
+            upstream = self.h1 = await ctx.pool.acquire(request.scheme, request.host,
+                                                        request.port)
+        except UpstreamError as e:
+            return await self.bad_gateway(str(e))
+        flow.server_conn = ctx.server_conn = upstream.server
+        endpoint = upstream.endpoint
+        body = request.raw_content
+        fields = [(n, v) for n, v in request.headers.fields
+                  if n.lower() not in CONNECTION_SPECIFIC and n.lower() != b"content-length"]
+        host = request.authority or _authority(request.host, request.port,
+                                               request.scheme).decode()
+        extra = [(b"Host", host.encode())]
+        chunked = False
+        if body is not None:
+            if body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                extra.append((b"Content-Length", str(len(body)).encode()))
+        else:
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit():
+                extra.append((b"Content-Length", length.encode()))
+            else:
+                extra.append((b"Transfer-Encoding", b"chunked"))
+                chunked = True
+        start = b" ".join((request.method.encode(), request.path.encode(), b"HTTP/1.1"))
+        endpoint.write(build_head(start, fields, None, extra))
+        if body:
+            endpoint.write(body)
+        elif body is None:
+            async for data, length in self.body_chunks():
+                endpoint.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+                await endpoint.drain()
+                self.client.ack(self.stream, length)
+            if chunked:
+                endpoint.write(b"0\r\n\r\n")
+            request.timestamp_end = time.time()
+        head = await self.h1_response_head(endpoint, request.method.encode())
+        fields = [(n.lower(), v) for n, v in head.fields if n.lower() not in CONNECTION_SPECIFIC]
+        response = flow.response = Response(head.version, head.status_code, head.reason,
+                                            Headers(fields), None, None, time.time(), None)
+        await self.response_body(None, None, response, endpoint)
+        if head.keep_alive and not endpoint.reader.body_is_close_delimited:
+            ctx.pool.release(upstream)
+        else:
+            endpoint.close()
+        self.h1 = None
+
+    async def h1_response_head(self, endpoint: Endpoint, method: bytes):
+        while True:
+            endpoint.reader.expect_response_to(method)
+            if await endpoint.next_event() != HEAD:
+                raise ConnectionGone("upstream closed the connection before responding")
+            head = endpoint.reader.head
+            if head.status_code >= 200:
+                return head
+            if head.status_code == 101:
+                raise StreamReset("upstream switched protocols on an HTTP/2 request",
+                                  h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            endpoint.reader.next_event()  # END of the interim response
+
+    # -- the response -----------------------------------------------------------------
+
+    async def response_body(self, conn: H2Conn | None, up: H2Stream | None,
+                            response: Response, endpoint: Endpoint | None) -> None:
+        """responseheaders, the body (gathered or streamed to the client), response."""
+        ctx, flow = self.ctx, self.flow
+        addons, listeners = ctx.addons, ctx.listeners
+        if listeners.responseheaders:
+            await addons.trigger("responseheaders", flow)
+        gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
+        if gather and not response.stream:
+            response.raw_content = await (self.gather(conn, up) if up is not None
+                                          else _gather_h1(endpoint, ctx.options.body_size_limit))
+            response.timestamp_end = time.time()
+            if up is not None and up.trailers:
+                response.trailers = Headers(up.trailers)
+            if listeners.response:
+                await addons.trigger("response", flow)
+            if flow.error is not None:
+                self.client.reset(self.stream)
+                return
+            await self.send_response(flow.response, flow.response.raw_content or b"")
+            return
+        await self.send_head(response, end=False)
+        client = self.client
+        if up is not None:
+            while True:
+                item = await up.data.get()
+                if item is None:
+                    break
+                if isinstance(item, StreamReset):
+                    raise StreamReset(f"upstream: {item}", item.code)
+                data, length = item
+                await client.send_data(self.stream, data, False)
+                conn.ack(up, length)
+        else:
+            reader = endpoint.reader
+            reader.decode = True
+            while True:
+                event = reader.next_event()
+                if event == BODY:
+                    await client.send_data(self.stream, reader.chunk, False)
+                elif event == END:
+                    break
+                else:
+                    await endpoint.wait_data()
+                    if endpoint.closed and reader.buffered == 0 and \
+                            not reader.body_is_close_delimited:
+                        if reader.next_event() == END:
+                            break
+                        raise ConnectionGone("upstream closed the connection mid-body")
+        client.conn.end_stream(self.stream.id)
+        client.flush()
+        response.timestamp_end = time.time()
+        if listeners.response:
+            await addons.trigger("response", flow)
+
+    async def send_head(self, response: Response, end: bool,
+                        fields: list | None = None) -> None:
+        headers = [(b":status", str(response.status_code).encode())]
+        headers += [(n.lower(), v) for n, v in (fields or response.headers.fields)
+                    if n.lower() not in CONNECTION_SPECIFIC]
+        self.client.conn.send_headers(self.stream.id, headers, end_stream=end)
+        self.client.flush()
+        self.response_sent = True
+
+    async def send_response(self, response: Response, body: bytes) -> None:
+        """A whole response (the body re-framed by its length)."""
+        head_request = self.flow.request.method == "HEAD"
+        fields = [(n, v) for n, v in response.headers.fields if n.lower() != b"content-length"]
+        if not head_request:
+            fields.append((b"content-length", str(len(body)).encode()))
+        no_body = not body or head_request
+        await self.send_head(response, no_body, fields)
+        if not no_body:
+            await self.client.send_data(self.stream, body, True)
+
+    async def respond_from_flow(self) -> None:
+        flow = self.flow
+        if self.ctx.listeners.response:
+            await self.ctx.addons.trigger("response", flow)
+        await self.send_response(flow.response, flow.response.raw_content or b"")
+        if not self.stream.ended:  # the rest of the request body is not wanted
+            self.client.reset(self.stream, h2.errors.ErrorCodes.NO_ERROR)
+
+    async def bad_gateway(self, message: str) -> None:
+        await self.fail(message)
+        body = (message + "\n").encode("utf-8", "replace")
+        await self.send_response(Response(b"HTTP/2.0", 502, b"Bad Gateway",
+                                          Headers([(b"content-type",
+                                                    b"text/plain; charset=utf-8")]),
+                                          body, None, time.time(), time.time()), body)
+
+    async def fail(self, message: str) -> None:
+        logger.info("%s: HTTP/2 stream %d: %s", _peer(self.ctx), self.stream.id, message)
+        flow = self.flow
+        if flow is not None and flow.error is None:
+            flow.error = Error(message)
+            if self.ctx.listeners.error:
+                await self.ctx.addons.trigger("error", flow)
+
+    def abort_upstream(self) -> None:
+        """End the upstream half of a stream that failed or was reset."""
+        if self.up_stream is not None and self.up_conn is not None:
+            self.up_conn.reset(self.up_stream)
+        if self.h1 is not None:
+            self.h1.endpoint.close()
+            self.h1 = None
+
+
+async def _gather_h1(endpoint: Endpoint, limit: int) -> bytes:
+    reader = endpoint.reader
+    reader.decode = True
+    pieces, size = [], 0
+    while True:
+        event = reader.next_event()
+        if event == BODY:
+            pieces.append(reader.chunk)
+            size += len(reader.chunk)
+            if size > limit:
+                raise StreamReset(f"response larger than body_size_limit ({limit} bytes)",
+                                  h2.errors.ErrorCodes.INTERNAL_ERROR)
+        elif event == END:
+            return b"".join(pieces)
+        else:
+            if endpoint.closed and reader.buffered == 0:
+                if reader.next_event() == END:
+                    return b"".join(pieces)
+                raise ConnectionGone("upstream closed the connection mid-body")
+            await endpoint.wait_data()
+
+
+def _split_response_headers(headers: list) -> tuple[int, list]:
+    status, fields = 502, []
+    for name, value in headers:
+        if name == b":status":
+            status = int(value)
+        elif not name.startswith(b":"):
+            fields.append((name, value))
+    return status, fields
+
+
+def _authority(host: str, port: int, scheme: str) -> bytes:
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scheme)
+    return (host if port == default else f"{host}:{port}").encode()
+
+
+def _peer(ctx: RootContext) -> str:
+    host, port = ctx.client_conn.peername[:2]
+    return f"{host}:{port}"

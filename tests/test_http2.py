@@ -1,0 +1,153 @@
+"""HTTP/2 through the proxy with real clients: curl --http2, httpx with http2, h2load.
+
+h2 <-> h2: CONNECT (or reverse mode) to an HTTP/2-only origin.
+h2 <-> HTTP/1: reverse:https:// to the HTTP/1.1-only origin; the proxy speaks h2 to the
+client and HTTP/1.1 upstream.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+
+import httpx
+import pytest
+
+from tests.support import flowlog
+from tests.support.origin import payload
+from tests.support.tls_origin import H2Origin, HttpsOrigin, TestCA
+from tests.test_tls import FLOWLOG_SCRIPT, curl, wait_records
+
+
+@pytest.fixture
+def test_ca(tmp_path):
+    return TestCA(tmp_path / "origin-ca")
+
+
+@pytest.fixture
+def h2_origin(test_ca):
+    server = H2Origin(test_ca)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def h1_origin(test_ca):
+    server = HttpsOrigin(test_ca)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy_for(start_proxy, test_ca, tmp_path):
+    def start(*args):
+        log = tmp_path / f"flows-{len(args)}-{id(args)}.jsonl"
+        proxy = start_proxy("-s", FLOWLOG_SCRIPT, "--set",
+                            f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}", *args,
+                            env={"FLOWLOG": str(log)})
+        return proxy, tmp_path / "confdir" / "fastproxy-ca-cert.pem", log
+    return start
+
+
+def test_curl_h2_to_h2_origin_through_connect(proxy_for, h2_origin):
+    proxy, cacert, log = proxy_for()
+    url = h2_origin.url("/bytes/300000")
+    out = curl("-v", "--http2", "--proxy", proxy.url, "--cacert", str(cacert), url, url)
+    assert out.stdout == payload(300000) * 2, out.stderr[-2000:]
+    assert b"ALPN: server accepted h2" in out.stderr
+    records = wait_records(log, "response", 2)
+    events = [r["event"] for r in flowlog.read(str(log))]
+    assert events[:4] == ["requestheaders", "request", "responseheaders", "response"]
+    flow = records[0]
+    assert flow["http_version"] == "HTTP/2.0" and flow["response_version"] == "HTTP/2.0"
+    assert flow["client"]["alpn"] == "h2" and flow["server"]["alpn"] == "h2"
+    assert flow["client"]["alpn_offers"] == ["h2", "http/1.1"]
+    assert flow["response_size"] == 300000
+    assert h2_origin.requests[0][:2] == ("GET", "/bytes/300000")
+
+
+def test_httpx_h2_large_bodies_both_ways(proxy_for, h2_origin):
+    proxy, cacert, log = proxy_for("-q")
+    body = payload(3_000_000)
+    with httpx.Client(http2=True, proxy=proxy.url, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
+        r = client.post(h2_origin.url("/echo"), content=body)
+        assert r.http_version == "HTTP/2"
+        assert r.headers["x-body-length"] == str(len(body))
+        assert r.content == body
+        r = client.get(h2_origin.url("/bytes/5000000"))
+        assert r.content == payload(5_000_000)
+
+
+def test_h2_client_to_http1_origin_reverse_mode(proxy_for, h1_origin):
+    proxy, cacert, log = proxy_for("--mode", f"reverse:https://127.0.0.1:{h1_origin.port}")
+    body = payload(2_000_000)
+    base = f"https://127.0.0.1:{proxy.port}"
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
+        r = client.post(base + "/echo", content=body, headers={"x-test": "1"})
+        assert r.http_version == "HTTP/2"
+        assert r.content == body
+        r = client.get(base + "/chunked/100000")
+        assert r.content == payload(100000)
+        r = client.get(base + "/bytes/4000000")
+        assert r.content == payload(4_000_000)
+    method, path, headers = h1_origin.requests[0]
+    assert (method, path) == ("POST", "/echo")
+    assert headers["Host"] == f"127.0.0.1:{h1_origin.port}" and headers["x-test"] == "1"
+    flows = wait_records(log, "response", 3)
+    assert flows[0]["http_version"] == "HTTP/2.0"
+    assert flows[0]["response_version"] == "HTTP/1.1"
+    assert flows[0]["request_size"] == len(body)
+
+
+def test_h2_client_to_h2_origin_reverse_mode(proxy_for, h2_origin):
+    proxy, cacert, log = proxy_for("--mode", f"reverse:https://127.0.0.1:{h2_origin.port}")
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
+        r = client.get(f"https://127.0.0.1:{proxy.port}/hi?x=1")
+    assert r.http_version == "HTTP/2" and r.content == b"hello h2"
+    assert r.headers["x-path"] == "/hi?x=1"
+    flow = wait_records(log, "response")[0]
+    assert flow["server"]["alpn"] == "h2" and flow["client"]["alpn"] == "h2"
+
+
+def test_rst_stream_ends_only_that_stream(proxy_for, h2_origin):
+    proxy, cacert, log = proxy_for()
+    with httpx.Client(http2=True, proxy=proxy.url, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get(h2_origin.url("/reset"))
+        assert client.get(h2_origin.url("/after")).content == b"hello h2"
+    flow = wait_records(log, "error")[0]
+    assert "reset" in flow["error"]
+
+
+def test_untrusted_h2_origin_is_a_502(start_proxy, h2_origin, tmp_path):
+    proxy = start_proxy("-q")
+    cacert = tmp_path / "confdir" / "fastproxy-ca-cert.pem"
+    with httpx.Client(http2=True, proxy=proxy.url, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
+        r = client.get(h2_origin.url("/x"))
+    assert r.status_code == 502
+    assert "certificate verify failed" in r.text
+
+
+def test_http2_off(proxy_for, h2_origin, h1_origin):
+    proxy, cacert, log = proxy_for("--set", "http2=false", "--mode",
+                                   f"reverse:https://127.0.0.1:{h1_origin.port}")
+    out = curl("-v", "--http2", "--cacert", str(cacert), f"https://127.0.0.1:{proxy.port}/x")
+    assert out.stdout == b"hello"
+    assert b"ALPN: server accepted http/1.1" in out.stderr
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) missing")
+@pytest.mark.parametrize("origin_kind", ["h2", "h1"])
+def test_h2load_many_concurrent_streams(start_proxy, test_ca, tmp_path, origin_kind):
+    origin = H2Origin(test_ca) if origin_kind == "h2" else HttpsOrigin(test_ca)
+    try:
+        proxy = start_proxy("-q", "--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}",
+                            "--mode", f"reverse:https://127.0.0.1:{origin.port}")
+        out = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "50",
+                              f"https://127.0.0.1:{proxy.port}/bytes/1000"],
+                             capture_output=True, text=True, timeout=120)
+        assert "2000 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout + out.stderr
+        assert "status codes: 2000 2xx" in out.stdout
+    finally:
+        origin.stop()
