@@ -34,6 +34,10 @@ class BodyTooLarge(Exception):
     """A body to gather exceeds `body_size_limit`."""
 
 
+class BadUpstream(Exception):
+    """The upstream sent no valid response head (closed, or not HTTP/1): a 502."""
+
+
 class HttpLayer(Layer):
     """Serves HTTP/1 requests on the client connection until it closes.
 
@@ -58,7 +62,11 @@ class HttpLayer(Layer):
                 return
             except ConnectionGone:
                 return
-            if event == CLOSED or not await self.exchange(client.reader.head):
+            if event == CLOSED:
+                return
+            if not client.reader.has_body:
+                client.reader.next_event()  # its END: the next event is the next request's head
+            if not await self.exchange(client.reader.head):
                 return
 
     def refuse(self, status: int, message: str) -> None:
@@ -81,6 +89,10 @@ class HttpLayer(Layer):
         exchange = Exchange(self.ctx, head, route)
         try:
             return await exchange.run()
+        except BadUpstream as e:
+            await exchange.fail(str(e))
+            self.refuse(502, str(e))
+            return False
         except ConnectionGone as e:
             await exchange.fail(f"connection closed: {e}")
             return False
@@ -180,7 +192,9 @@ class Exchange:
         if resp_head.status_code == 101:
             return await self.switch_protocols(upstream, _response_line(response),
                                                list(response.headers.fields))
-        if gather and not response.stream and upstream.endpoint.reader.has_body:
+        if not upstream.endpoint.reader.has_body:
+            return await self.deliver_bodyless(flow, upstream, resp_head)
+        if gather and not response.stream:
             response.raw_content = await self.gather_body(upstream.endpoint, False)
             response.timestamp_end = time.time()
             return await self.deliver_gathered(flow, upstream, resp_head)
@@ -188,8 +202,6 @@ class Exchange:
                                self.response_drop(resp_head), None)
         await self.stream_body(upstream.endpoint, ctx.client)
         response.timestamp_end = time.time()
-        if gather and response.raw_content is None and not upstream.endpoint.reader.has_body:
-            response.raw_content = b""
         if listeners.response:
             await addons.trigger("response", flow)
         return self.finish(upstream, resp_head)
@@ -236,11 +248,30 @@ class Exchange:
         self.write_response(flow.response)
         return self.finish(upstream, resp_head)
 
+    async def deliver_bodyless(self, flow: HTTPFlow, upstream: Upstream, resp_head) -> bool:
+        """A response without a body (HEAD, 204, 304, Content-Length: 0): its head goes
+        out after `response`, so that what the addons change reaches the client."""
+        upstream.endpoint.reader.next_event()  # END
+        response = flow.response
+        response.raw_content = b""
+        response.timestamp_end = time.time()
+        if self.ctx.listeners.response:
+            await self.ctx.addons.trigger("response", flow)
+        if flow.error is not None:
+            upstream.endpoint.close()
+            return False
+        if response.raw_content:  # an addon gave it a body: frame it anew
+            self.write_response(response)
+        else:  # keep the framing fields: a HEAD response's Content-Length is the GET's
+            self.client_write_head(_response_line(response), list(response.headers.fields),
+                                   self.response_drop(resp_head), None)
+        return self.finish(upstream, resp_head)
+
     def write_response(self, response: Response) -> None:
         body = response.raw_content or b""
         extra = [(b"Content-Length", str(len(body)).encode())]
-        self.client_write_head(_response_line(response), list(response.headers.fields),
-                               HOP_BY_HOP_REFRAMED, extra)
+        fields = list(response.headers.fields)
+        self.client_write_head(_response_line(response), fields, _reframed_drop(fields), extra)
         if body and self.head.method != b"HEAD":
             self.ctx.client.write(body)
 
@@ -308,9 +339,12 @@ class Exchange:
         endpoint = upstream.endpoint
         while True:
             endpoint.reader.expect_response_to(method)
-            event = await endpoint.next_event()
+            try:
+                event = await endpoint.next_event()
+            except ProtocolError as e:
+                raise BadUpstream(f"bad response from upstream: {e}") from None
             if event != HEAD:
-                raise ConnectionGone("upstream closed the connection before responding")
+                raise BadUpstream("upstream closed the connection before responding")
             self.response_started = True
             head = endpoint.reader.head
             if head.status_code >= 200 or head.status_code == 101:
@@ -347,7 +381,11 @@ class Exchange:
 
     def finish(self, upstream: Upstream, resp_head) -> bool:
         """Return the upstream connection to the pool if it can be reused."""
-        if resp_head.keep_alive and not upstream.endpoint.reader.body_is_close_delimited:
+        reader = upstream.endpoint.reader
+        # Reusable only if both sides meant to persist (an HTTP/1.0 request went out as
+        # 1.0, without our Connection field) and the upstream has not closed its side.
+        if resp_head.keep_alive and self.head.version == b"HTTP/1.1" and \
+                not reader.body_is_close_delimited and not reader.at_eof:
             self.ctx.pool.release(upstream)
         else:
             upstream.endpoint.close()
@@ -374,6 +412,13 @@ def _status_line(head) -> bytes:
 def _response_line(response: Response) -> bytes:
     return f"{response.http_version} {response.status_code} {response.reason}".encode(
         "utf-8", "surrogateescape")
+
+
+def _reframed_drop(fields: list) -> frozenset:
+    """Hop-by-hop and framing fields, and those a Connection field lists (RFC 9110 §7.6.1)."""
+    listed = {t.strip().lower() for name, value in fields if name.lower() == b"connection"
+              for t in value.split(b",")}
+    return HOP_BY_HOP_REFRAMED | listed if listed else HOP_BY_HOP_REFRAMED
 
 
 def _connection_tokens(head) -> frozenset:
