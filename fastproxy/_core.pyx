@@ -544,24 +544,41 @@ cdef class Relay:
     `pause_writing` and pauses *this* side's reading, so memory stays bounded whatever
     the speeds of the two ends. `on_close(relay, exc)` is called once when this side's
     connection is lost; `eof_received` passes a FIN on as a half-close.
+
+    A side connected before its pair exists (the upstream, while the client side is set
+    up) keeps what it reads and pauses; `start()` passes that, and an early FIN, on.
+    uvloop starts reading only after `connection_made` returns, so pausing there is
+    not possible.
     """
     cdef public object transport
     cdef public Relay peer
     cdef public object on_close
     cdef public long long bytes_in
     cdef public bint eof
-    cdef bint reading_paused
+    cdef public bint lost
+    cdef list early
 
     def connection_made(self, transport):
         self.transport = transport
 
     def data_received(self, bytes data):
         self.bytes_in += len(data)
+        if self.peer is None:
+            if self.early is None:
+                self.early = []
+            self.early.append(data)
+            self.transport.pause_reading()
+            return
         self.peer.transport.write(data)
 
     def eof_received(self):
         """Pass the FIN on (half-close); once both sides sent theirs, close both."""
         self.eof = True
+        if self.peer is None:
+            return True  # `start()` passes it on
+        return self._pass_eof()
+
+    cdef bint _pass_eof(self) except -1:
         peer_transport = self.peer.transport
         if self.peer.eof or not peer_transport.can_write_eof():
             peer_transport.close()
@@ -569,7 +586,18 @@ cdef class Relay:
         peer_transport.write_eof()
         return True
 
+    def start(self):
+        """Once paired: forward what arrived before, and a FIN that came with it."""
+        early, self.early = self.early, None
+        if early:
+            for data in early:
+                self.peer.transport.write(data)
+        if self.eof and not self.lost:
+            if not self._pass_eof():
+                self.transport.close()
+
     def connection_lost(self, exc):
+        self.lost = True
         peer_transport = self.peer.transport if self.peer is not None else None
         if peer_transport is not None and not peer_transport.is_closing():
             peer_transport.close()

@@ -21,6 +21,8 @@ from fastproxy.http import Headers, HTTPFlow, Request, Response
 from fastproxy.log import logger
 from fastproxy.proxy.context import Layer, RootContext
 from fastproxy.proxy.layers.routing import HOP_BY_HOP, Route, route_request
+from fastproxy.proxy.layers.websocket import handshake as websocket_handshake
+from fastproxy.proxy.layers.websocket import mark_upgraded, wants_handshake_flow
 from fastproxy.proxy.streams import ConnectionGone
 from fastproxy.proxy.upstream import Upstream, UpstreamError
 
@@ -135,7 +137,8 @@ class Exchange:
         ctx = self.ctx
         listeners = ctx.listeners
         if listeners.requestheaders or listeners.request or listeners.responseheaders \
-                or listeners.response or listeners.error:
+                or listeners.response or listeners.error \
+                or (self.head.upgrade and wants_handshake_flow(listeners)):
             return await self.run_with_flow()
         return await self.run_fast()
 
@@ -176,6 +179,8 @@ class Exchange:
             return False
         if flow.response is not None:
             return await self.answer_from_flow(flow)
+        if self.head.upgrade:
+            await websocket_handshake(ctx, flow)
         upstream = await self.open_upstream(request.scheme, request.host, request.port)
         if upstream is None:
             return False
@@ -223,8 +228,10 @@ class Exchange:
             body = request.raw_content
             extra = [(b"Content-Length", str(len(body)).encode())] if body or \
                 self.head.content_length >= 0 or self.head.chunked else None
-            upstream.endpoint.write(build_head(start, list(request.headers.fields),
-                                               self.route.drop | HOP_BY_HOP_REFRAMED, extra) + body)
+            drop = self.route.drop | HOP_BY_HOP_REFRAMED
+            if self.head.upgrade:  # Upgrade and Connection go end to end (routing._drop_set)
+                drop = drop - {b"upgrade", b"connection"}
+            upstream.endpoint.write(build_head(start, list(request.headers.fields), drop, extra) + body)
         else:
             upstream.endpoint.write(build_head(start, list(request.headers.fields),
                                                self.route.drop, None))
@@ -375,6 +382,8 @@ class Exchange:
     async def switch_protocols(self, upstream: Upstream, status_line: bytes, fields: list) -> bool:
         """After 101 Switching Protocols both sides speak the new protocol: relay it."""
         from fastproxy.proxy.layers.tunnel import relay_upgraded
+        if self.flow is not None:
+            await mark_upgraded(self.ctx, self.flow)  # flow.websocket, then `response`
         self.ctx.client.write(build_head(status_line, fields, None, None))
         await relay_upgraded(self.ctx, upstream, self.flow)
         return False

@@ -2,11 +2,9 @@
 
 After `200 Connection established` the first client bytes decide the next layer:
 HTTP is parsed as HTTP (`HttpLayer` with the tunnel's host), anything else is relayed
-as bytes (`TcpLayer`). Hosts matching `--ignore-hosts`, `--tcp-hosts` (or missing
-`--allow-hosts`) are relayed without looking.
-
-`TcpLayer` moves bytes through `_core.Relay`: no Python code runs per chunk and each
-side's reading pauses while the other side's write buffer is full.
+as bytes (`TcpLayer`, see tcp.py). Hosts matching `--tcp-hosts` are TCP flows without
+looking; hosts matching `--ignore-hosts` (or missing `--allow-hosts`) are passed through
+untouched, with no flow and no events.
 """
 
 from __future__ import annotations
@@ -15,12 +13,12 @@ import re
 import time
 
 from fastproxy._core import ProtocolError, Relay
+from fastproxy.proxy.layers.tcp import TcpLayer, relay
 from fastproxy.http import Headers, HTTPFlow, Request
-from fastproxy.log import logger
 from fastproxy.proxy.context import Layer, RootContext, run_layer
 from fastproxy.proxy.layers.routing import split_authority
 from fastproxy.proxy.mode_specs import RegularMode
-from fastproxy.proxy.upstream import Upstream, UpstreamError
+from fastproxy.proxy.upstream import Upstream
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 _HTTP_START = re.compile(rb"[A-Z]{3,10} ")
@@ -41,6 +39,7 @@ async def handle_connect(layer, head) -> None:
     if ctx.listeners.http_connect and not await _connect_allowed(ctx, head, host, port):
         return
     ctx.client.write(ESTABLISHED)
+    ctx.client.reader.next_event()  # the END of the CONNECT request (it has no body)
     await run_layer(ctx, await choose_tunnel_layer(ctx, host, port))
 
 
@@ -65,8 +64,10 @@ async def _connect_allowed(ctx: RootContext, head, host: str, port: int) -> bool
 async def choose_tunnel_layer(ctx: RootContext, host: str, port: int) -> Layer:
     """The layer for a tunnel's content, from the host options and its first bytes."""
     from fastproxy.proxy.layers.http1 import HttpLayer
-    if _passes_through(ctx.options, host, port):
+    if _matches(ctx.options.tcp_hosts, host, port):
         return TcpLayer(ctx, (host, port))
+    if _passes_through(ctx.options, host, port):
+        return TcpLayer(ctx, (host, port), ignore=True)
     client = ctx.client
     while client.reader.buffered == 0 and not client.closed:
         await client.wait_data()
@@ -81,39 +82,25 @@ async def choose_tunnel_layer(ctx: RootContext, host: str, port: int) -> Layer:
     return TcpLayer(ctx, (host, port))
 
 
+def _matches(patterns: list, host: str, port: int) -> bool:
+    address = f"{host}:{port}"
+    return any(re.search(p, address, re.IGNORECASE) for p in patterns)
+
+
 def _passes_through(options, host: str, port: int) -> bool:
     address = f"{host}:{port}"
-    if any(re.search(p, address, re.IGNORECASE) for p in options.tcp_hosts):
-        return True
     if any(re.search(p, address, re.IGNORECASE) for p in options.ignore_hosts):
         return True
     return bool(options.allow_hosts) and not any(
         re.search(p, address, re.IGNORECASE) for p in options.allow_hosts)
 
 
-class TcpLayer(Layer):
-    """Relays bytes between the client and host:port until both sides are done."""
-
-    def __init__(self, ctx: RootContext, address: tuple[str, int]) -> None:
-        super().__init__(ctx)
-        self.address = address
-
-    async def run(self) -> None:
-        ctx = self.ctx
-        server_side = Relay()
-        try:
-            server = await ctx.pool.connect(*self.address, server_side)
-        except UpstreamError as e:
-            logger.info("tunnel to %s:%d failed: %s", *self.address, e)
-            ctx.client.close()
-            return
-        ctx.server_conn = server
-        await relay(ctx, server_side, server_side.transport)
-        ctx.pool.closed(server)
-
-
 async def relay_upgraded(ctx: RootContext, upstream: Upstream, flow: HTTPFlow | None) -> None:
-    """After 101 Switching Protocols: relay both directions as bytes."""
+    """After 101 Switching Protocols: WebSocket messages for the addons, else raw bytes."""
+    from fastproxy.proxy.layers.websocket import WebSocketLayer, wants_websocket_flows
+    if flow is not None and flow.websocket is not None and wants_websocket_flows(ctx.listeners):
+        await run_layer(ctx, WebSocketLayer(ctx, flow, upstream))
+        return
     endpoint = upstream.endpoint
     server_side = Relay()
     server_side.transport = endpoint.transport
@@ -124,32 +111,3 @@ async def relay_upgraded(ctx: RootContext, upstream: Upstream, flow: HTTPFlow | 
         ctx.client.write(pending)
     await relay(ctx, server_side, endpoint.transport)
     ctx.pool.closed(upstream.server)
-
-
-async def relay(ctx: RootContext, server_side: Relay, server_transport) -> None:
-    """Hand the client's transport to a Relay paired with `server_side`; wait for the end."""
-    loop = ctx.client.loop
-    client_side = Relay()
-    client_side.peer, server_side.peer = server_side, client_side
-    client_transport = ctx.client.transport
-    client_side.transport = client_transport
-    server_side.transport = server_transport
-    finished = loop.create_future()
-    open_sides = [2]
-
-    def side_closed(_relay, _exc) -> None:
-        open_sides[0] -= 1
-        if open_sides[0] == 0 and not finished.done():
-            finished.set_result(None)
-
-    client_side.on_close = server_side.on_close = side_closed
-    pending = ctx.client.reader.take_rest()
-    if pending:
-        server_transport.write(pending)
-    client_transport.set_protocol(client_side)
-    client_transport.resume_reading()
-    server_transport.resume_reading()
-    if ctx.client.closed:
-        server_transport.close()
-        open_sides[0] -= 1
-    await finished
