@@ -39,7 +39,6 @@ async def handle_connect(layer, head) -> None:
     if ctx.listeners.http_connect and not await _connect_allowed(ctx, head, host, port):
         return
     ctx.client.write(ESTABLISHED)
-    ctx.client.reader.next_event()  # the END of the CONNECT request (it has no body)
     await run_layer(ctx, await choose_tunnel_layer(ctx, host, port))
 
 
