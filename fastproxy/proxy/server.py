@@ -72,9 +72,9 @@ class ProxyServer:
             self._housekeeping.cancel()
         for endpoint in list(self.clients):
             endpoint.abort(ConnectionGone("proxy shutting down"))
-        self.pool.close_all()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        await self.pool.close_all()
 
     def _new_endpoint(self) -> Endpoint:
         options = self.options

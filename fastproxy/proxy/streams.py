@@ -5,6 +5,10 @@ An `Endpoint` feeds what it receives into its `HTTP1Reader` and wakes the one co
 the transport's buffer is over its high-water mark. Reading pauses while more than
 `READ_HIGH_WATER` bytes sit unread, so a fast sender cannot make the proxy buffer
 without bound.
+
+`relay_body()` streams one message body to another endpoint from inside
+`data_received`: each received chunk is written on at once, with no coroutine wake-up
+and no buffering per chunk, and the sink's full write buffer pauses this side's reading.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from fastproxy._core import CLOSED, NEED_DATA, HTTP1Reader
+from fastproxy._core import BODY, CLOSED, END, NEED_DATA, HTTP1Reader
 
 READ_HIGH_WATER = 256 * 1024
 
@@ -26,7 +30,7 @@ class Endpoint(asyncio.Protocol):
 
     __slots__ = ("reader", "transport", "loop", "closed", "on_made", "on_lost",
                  "_waiter", "_drain_waiter", "_write_paused", "_read_paused", "wait_started",
-                 "exc")
+                 "exc", "_relay_sink", "_relay_source", "_relay_done", "_relay_error")
 
     def __init__(self, reader: HTTP1Reader, loop: asyncio.AbstractEventLoop,
                  on_made: Callable[["Endpoint"], Any] | None = None) -> None:
@@ -42,6 +46,10 @@ class Endpoint(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self.wait_started = 0.0
+        self._relay_sink: Endpoint | None = None
+        self._relay_source: Endpoint | None = None
+        self._relay_done: asyncio.Future | None = None
+        self._relay_error: BaseException | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -52,6 +60,9 @@ class Endpoint(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
+        if self._relay_sink is not None:
+            self._relay_buffered()
+            return
         if self.reader.buffered > READ_HIGH_WATER and not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
@@ -59,6 +70,8 @@ class Endpoint(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.reader.feed_eof()
+        if self._relay_sink is not None:
+            self._relay_buffered()
         self._wake()
         return True  # keep our half open: a response may still be owed (half-close)
 
@@ -66,6 +79,11 @@ class Endpoint(asyncio.Protocol):
         self.closed = True
         self.exc = exc
         self.reader.feed_eof()
+        if self._relay_sink is not None:
+            self._relay_buffered()
+        source = self._relay_source
+        if source is not None and source._relay_sink is self:
+            source._end_relay(ConnectionGone("connection lost while relaying to it"))
         self._wake()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionGone("connection lost while writing"))
@@ -74,9 +92,15 @@ class Endpoint(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        source = self._relay_source
+        if source is not None and not source.closed:
+            source.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        source = self._relay_source
+        if source is not None and not source.closed:
+            source.transport.resume_reading()
         waiter = self._drain_waiter
         if waiter is not None:
             self._drain_waiter = None
@@ -114,6 +138,88 @@ class Endpoint(asyncio.Protocol):
             raise ConnectionGone("connection closed")
         self.transport.write(data)
 
+    def write_both(self, first: bytes, second: bytes) -> None:
+        """Two buffers in one write (uvloop sends them with a single writev)."""
+        if self.closed:
+            raise ConnectionGone("connection closed")
+        self.transport.writelines((first, second))
+
+    async def relay_body(self, sink: "Endpoint", head: bytes | None = None) -> None:
+        """Stream the current message body to `sink` as received (raw framing)."""
+        if not self.relay_now(sink, head):
+            await self.relay_rest(sink)
+        elif sink._write_paused:
+            await sink.drain()
+
+    def relay_now(self, sink: "Endpoint", head: bytes | None = None) -> bool:
+        """Write `head` and the body bytes already here to `sink`; True if that was all.
+
+        The head goes out in the same write as those bytes: one syscall for a small
+        response. Callers on the hot path call this first and `relay_rest` only when
+        it returns False, to save a coroutine.
+        """
+        reader = self.reader
+        reader.decode = False
+        event = reader.next_event()
+        if head is not None:
+            if event == BODY:
+                sink.write_both(head, reader.chunk)
+                event = reader.next_event()
+            else:
+                sink.write(head)
+        while event == BODY:
+            sink.write(reader.chunk)
+            event = reader.next_event()
+        return event == END
+
+    async def relay_rest(self, sink: "Endpoint") -> None:
+        """Relay the rest of the body from inside `data_received` until it ends."""
+        self._relay_error = None
+        self._relay_done = self.loop.create_future()
+        self._relay_sink, sink._relay_source = sink, self
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+        if self.closed:
+            self._relay_buffered()
+        await self._relay_done
+        if self._relay_error is not None:
+            raise self._relay_error
+        await sink.drain()
+
+    def _relay_buffered(self) -> None:
+        """Write on every body byte received so far; finish the relay at the body's end."""
+        reader, sink = self.reader, self._relay_sink
+        try:
+            while True:
+                event = reader.next_event()
+                if event == BODY:
+                    if sink.closed:
+                        raise ConnectionGone("connection closed while relaying to it")
+                    sink.transport.write(reader.chunk)
+                elif event == END:
+                    self._end_relay(None)
+                    return
+                elif event == NEED_DATA:
+                    if self.closed:
+                        raise ConnectionGone("connection closed in the middle of a body")
+                    return
+                else:
+                    raise ConnectionGone("connection closed in the middle of a body")
+        except Exception as e:  # never raise into the event loop's callback
+            self._end_relay(e)
+
+    def _end_relay(self, error: BaseException | None) -> None:
+        sink = self._relay_sink
+        self._relay_sink = None
+        if sink is not None:
+            sink._relay_source = None
+        if error is not None:
+            self._relay_error = error
+        done = self._relay_done
+        if done is not None and not done.done():
+            done.set_result(None)
+
     async def drain(self) -> None:
         """Wait while the transport's write buffer is full."""
         if self._write_paused and not self.closed:
@@ -137,7 +243,8 @@ class Endpoint(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """True between messages with nothing buffered (safe to reuse or to close)."""
-        return self.reader.at_message_start and not self.closed
+        reader = self.reader
+        return reader.at_message_start and not reader.at_eof and not self.closed
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -49,10 +49,16 @@ class UpstreamPool:
         self.options = options
         self.addons = addons
         self.idle: dict[PoolKey, list[Upstream]] = {}
+        self._disconnects: set[asyncio.Task] = set()
+        """`serverdisconnect` hooks still running (awaited by `close_all`)."""
 
     async def acquire(self, scheme: str, host: str, port: int) -> Upstream:
         """A warm idle connection to scheme://host:port, or a new one."""
         key = (scheme, host, port)
+        return self.take_idle(key) or await self.open(key)
+
+    def take_idle(self, key: PoolKey) -> Upstream | None:
+        """A warm idle connection for `key`, if there is one (no coroutine needed)."""
         idle = self.idle.get(key)
         while idle:
             upstream = idle.pop()
@@ -60,7 +66,7 @@ class UpstreamPool:
                 upstream.reused = True
                 return upstream
             upstream.endpoint.close()
-        return await self.open(key)
+        return None
 
     async def open(self, key: PoolKey) -> Upstream:
         """Open a new keep-alive HTTP connection."""
@@ -102,7 +108,9 @@ class UpstreamPool:
         server.state = ConnectionState.CLOSED
         server.timestamp_end = time.time()
         if self.addons.listeners.serverdisconnect:
-            self.loop.create_task(self.addons.trigger("serverdisconnect", server))
+            task = self.loop.create_task(self.addons.trigger("serverdisconnect", server))
+            self._disconnects.add(task)
+            task.add_done_callback(self._disconnects.discard)
 
     def release(self, upstream: Upstream) -> None:
         """Return a connection after a complete exchange; closes it if it can't be kept."""
@@ -127,11 +135,16 @@ class UpstreamPool:
             else:
                 del self.idle[key]
 
-    def close_all(self) -> None:
+    async def close_all(self) -> None:
+        """Close every idle connection and wait for their `serverdisconnect` hooks."""
         for idle in self.idle.values():
             for upstream in idle:
                 upstream.endpoint.close()
         self.idle.clear()
+        for _ in range(3):  # let the transports report connection_lost
+            await asyncio.sleep(0)
+        if self._disconnects:
+            await asyncio.wait(self._disconnects, timeout=5)
         logger.debug("upstream pool closed")
 
 
