@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 
-from fastproxy._core import BODY, CLOSED, END, HEAD, ProtocolError, build_head
+from fastproxy._core import BODY, CLOSED, END, HEAD, NEED_DATA, ProtocolError, build_head
 from fastproxy.flow import Error
 from fastproxy.http import Headers, HTTPFlow, Request, Response
+from fastproxy.io.recorder import BodyTee
 from fastproxy.log import logger
 from fastproxy.proxy.context import Layer, RootContext
 from fastproxy.proxy.layers.routing import HOP_BY_HOP, Route, route_request
@@ -56,9 +57,13 @@ class HttpLayer(Layer):
 
     async def run(self) -> None:
         client = self.ctx.client
+        reader = client.reader
         while True:
             try:
-                event = await client.next_event()
+                event = reader.next_event()
+                while event == NEED_DATA:
+                    await client.wait_data()
+                    event = reader.next_event()
             except ProtocolError as e:
                 self.refuse(400, f"Bad request: {e}")
                 return
@@ -66,9 +71,9 @@ class HttpLayer(Layer):
                 return
             if event == CLOSED:
                 return
-            if not client.reader.has_body:
-                client.reader.next_event()  # its END: the next event is the next request's head
-            if not await self.exchange(client.reader.head):
+            if not reader.has_body:
+                reader.next_event()  # its END: the next event is the next request's head
+            if not await self.exchange(reader.head):
                 return
 
     def refuse(self, status: int, message: str) -> None:
@@ -145,18 +150,30 @@ class Exchange:
     # -- no addon listens: bytes straight through -------------------------------------
 
     async def run_fast(self) -> bool:
-        head, route = self.head, self.route
+        """The hot path; calls that usually need not wait are made without a coroutine."""
+        head, route, ctx = self.head, self.route, self.ctx
         request_head = build_head(route.start_line, head.fields, route.drop, route.extra)
-        upstream = await self.open_upstream(route.scheme, route.host, route.port)
+        upstream = ctx.pool.take_idle((route.scheme, route.host, route.port))
         if upstream is None:
-            return False
+            upstream = await self.open_upstream(route.scheme, route.host, route.port)
+            if upstream is None:
+                return False
+        else:
+            self.upstream = upstream
+            ctx.server_conn = upstream.server
         upstream.endpoint.write(request_head)
-        await self.stream_request_body()
+        if not self.request_body_done:
+            await self.stream_request_body()
         resp = await self.read_response_head(upstream, head.method)
         if resp.status_code == 101:
             return await self.switch_protocols(upstream, _status_line(resp), resp.fields)
-        self.client_write_head(_status_line(resp), resp.fields, self.response_drop(resp), None)
-        await self.stream_body(upstream.endpoint, self.ctx.client)
+        response_head = self.response_head(_status_line(resp), resp.fields,
+                                           self.response_drop(resp), None)
+        source, client = upstream.endpoint, ctx.client
+        if not source.relay_now(client, response_head):
+            await source.relay_rest(client)
+        elif client._write_paused:
+            await client.drain()
         return self.finish(upstream, resp)
 
     # -- with a flow: events for the addons -------------------------------------------
@@ -203,9 +220,14 @@ class Exchange:
             response.raw_content = await self.gather_body(upstream.endpoint, False)
             response.timestamp_end = time.time()
             return await self.deliver_gathered(flow, upstream, resp_head)
-        self.client_write_head(_response_line(response), list(response.headers.fields),
-                               self.response_drop(resp_head), None)
-        await self.stream_body(upstream.endpoint, ctx.client)
+        response_head = self.response_head(_response_line(response), list(response.headers.fields),
+                                           self.response_drop(resp_head), None)
+        if ctx.options.save_stream_file:  # recording: keep the streamed body (io.recorder)
+            tee = BodyTee(ctx.options.save_body_limit)
+            await self.stream_body_tee(upstream.endpoint, ctx.client, response_head, tee)
+            tee.attach(flow, response)
+        else:
+            await self.stream_body(upstream.endpoint, ctx.client, response_head)
         response.timestamp_end = time.time()
         if listeners.response:
             await addons.trigger("response", flow)
@@ -224,17 +246,18 @@ class Exchange:
 
     def send_request(self, upstream: Upstream, request: Request) -> None:
         start = b" ".join((request.method.encode(), request.path.encode(), self.head.version))
+        route_drop = self.route.drop - {b"host"}  # the flow's Host (make_flow, addons) is sent
         if request.raw_content is not None and self.request_body_done:
             body = request.raw_content
             extra = [(b"Content-Length", str(len(body)).encode())] if body or \
                 self.head.content_length >= 0 or self.head.chunked else None
-            drop = self.route.drop | HOP_BY_HOP_REFRAMED
+            drop = route_drop | HOP_BY_HOP_REFRAMED
             if self.head.upgrade:  # Upgrade and Connection go end to end (routing._drop_set)
                 drop = drop - {b"upgrade", b"connection"}
             upstream.endpoint.write(build_head(start, list(request.headers.fields), drop, extra) + body)
         else:
             upstream.endpoint.write(build_head(start, list(request.headers.fields),
-                                               self.route.drop, None))
+                                               route_drop, None))
 
     async def answer_from_flow(self, flow: HTTPFlow) -> bool:
         """An addon set `flow.response` in `request`: answer without the upstream."""
@@ -270,15 +293,17 @@ class Exchange:
         if response.raw_content:  # an addon gave it a body: frame it anew
             self.write_response(response)
         else:  # keep the framing fields: a HEAD response's Content-Length is the GET's
-            self.client_write_head(_response_line(response), list(response.headers.fields),
-                                   self.response_drop(resp_head), None)
+            self.ctx.client.write(self.response_head(
+                _response_line(response), list(response.headers.fields),
+                self.response_drop(resp_head), None))
         return self.finish(upstream, resp_head)
 
     def write_response(self, response: Response) -> None:
         body = response.raw_content or b""
         extra = [(b"Content-Length", str(len(body)).encode())]
         fields = list(response.headers.fields)
-        self.client_write_head(_response_line(response), fields, _reframed_drop(fields), extra)
+        self.ctx.client.write(self.response_head(_response_line(response), fields,
+                                                 _reframed_drop(fields), extra))
         if body and self.head.method != b"HEAD":
             self.ctx.client.write(body)
 
@@ -305,13 +330,21 @@ class Exchange:
         await self.stream_body(self.ctx.client, self.upstream.endpoint)
         self.request_body_done = True
 
-    async def stream_body(self, source, sink) -> None:
-        """Forward one message body from `source` to `sink` as received (raw framing)."""
+    async def stream_body(self, source, sink, head: bytes | None = None) -> None:
+        """Forward one message body from `source` to `sink` as received (raw framing),
+        `head` first (see `Endpoint.relay_body`)."""
+        await source.relay_body(sink, head)
+
+    async def stream_body_tee(self, source, sink, head: bytes | None, tee: BodyTee) -> None:
+        """`stream_body`, also handing each received piece (raw framing) to ``tee``."""
+        if head:
+            sink.write(head)
         reader = source.reader
         reader.decode = False
         while True:
             event = reader.next_event()
             if event == BODY:
+                tee.add(reader.chunk)
                 sink.write(reader.chunk)
                 await sink.drain()
             elif event == END:
@@ -344,10 +377,14 @@ class Exchange:
     async def read_response_head(self, upstream: Upstream, method: bytes):
         """The final response head; 1xx interim responses are passed to the client."""
         endpoint = upstream.endpoint
+        reader = endpoint.reader
         while True:
-            endpoint.reader.expect_response_to(method)
+            reader.expect_response_to(method)
             try:
-                event = await endpoint.next_event()
+                event = reader.next_event()
+                while event == NEED_DATA:
+                    await endpoint.wait_data()
+                    event = reader.next_event()
             except ProtocolError as e:
                 raise BadUpstream(f"bad response from upstream: {e}") from None
             if event != HEAD:
@@ -363,9 +400,9 @@ class Exchange:
     def response_drop(self, resp) -> frozenset:
         return HOP_BY_HOP if not resp.has_hop_headers else HOP_BY_HOP | _connection_tokens(resp)
 
-    def client_write_head(self, status_line: bytes, fields: list, drop: frozenset,
-                          extra: list | None) -> None:
-        """Send a response head to the client, saying whether the connection stays.
+    def response_head(self, status_line: bytes, fields: list, drop: frozenset,
+                      extra: list | None) -> bytes:
+        """The response head for the client, saying whether the connection stays.
 
         `extra` is given when the body is re-framed with a Content-Length; otherwise a
         close-delimited upstream body means the client connection must close too.
@@ -377,7 +414,7 @@ class Exchange:
             extra = (extra or []) + CLOSE_FIELD
         elif self.head.version == b"HTTP/1.0":
             extra = (extra or []) + KEEP_ALIVE_FIELD
-        self.ctx.client.write(build_head(status_line, fields, drop, extra))
+        return build_head(status_line, fields, drop, extra)
 
     async def switch_protocols(self, upstream: Upstream, status_line: bytes, fields: list) -> bool:
         """After 101 Switching Protocols both sides speak the new protocol: relay it."""
@@ -423,6 +460,9 @@ def _response_line(response: Response) -> bytes:
         "utf-8", "surrogateescape")
 
 
+_DROP_SETS: dict[bytes, frozenset] = {}
+
+
 def _reframed_drop(fields: list) -> frozenset:
     """Hop-by-hop and framing fields, and those a Connection field lists (RFC 9110 §7.6.1)."""
     listed = {t.strip().lower() for name, value in fields if name.lower() == b"connection"
@@ -431,10 +471,19 @@ def _reframed_drop(fields: list) -> frozenset:
 
 
 def _connection_tokens(head) -> frozenset:
-    """Field names listed in Connection: hop-by-hop too (RFC 9110 §7.6.1)."""
-    if head.connection is None:
+    """Field names listed in Connection: hop-by-hop too (RFC 9110 §7.6.1).
+
+    Cached by the Connection value: servers send the same one on every response.
+    """
+    value = head.connection
+    if value is None:
         return frozenset()
-    return frozenset(t.strip() for t in head.connection.split(b",") if t.strip())
+    tokens = _DROP_SETS.get(value)
+    if tokens is None:
+        tokens = frozenset(t.strip() for t in value.split(b",") if t.strip())
+        if len(_DROP_SETS) < 256:
+            _DROP_SETS[value] = tokens
+    return tokens
 
 
 def serialize_response(response: Response, close: bool) -> bytes:
