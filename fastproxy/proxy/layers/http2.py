@@ -99,6 +99,7 @@ class H2Conn:
         self.closed = False
         self.goaway = False
         self.stream_slot = asyncio.Event()
+        self._flush_scheduled = False
 
     def start(self) -> None:
         conn = self.conn
@@ -110,9 +111,19 @@ class H2Conn:
         self.flush()
 
     def flush(self) -> None:
+        """Send what h2 has queued, at the end of this loop iteration: the frames of all
+        streams that made progress meanwhile go out in one write (one TLS record, one
+        syscall) instead of one each."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self._flush_scheduled = False
         data = self.conn.data_to_send()
-        if data and not self.endpoint.closed:
-            self.endpoint.write(data)
+        endpoint = self.endpoint
+        if data and not endpoint.closed and not endpoint.transport.is_closing():
+            endpoint.write(data)
 
     @property
     def usable(self) -> bool:
@@ -133,7 +144,7 @@ class H2Conn:
                     events = self.conn.receive_data(data)
                 except h2.exceptions.ProtocolError as e:
                     logger.info("HTTP/2 protocol error: %s", e)
-                    self.flush()
+                    self.flush_now()
                     break
                 for event in events:
                     self.handle(event)
@@ -226,8 +237,12 @@ class H2Conn:
                 continue
             conn.send_data(stream.id, view[:size].tobytes())
             view = view[size:]
-            self.flush()
-            await self.endpoint.drain()
+            if view:  # more to come: write now, so that drain() sees the buffer
+                self.flush_now()
+                await self.endpoint.drain()
+            else:
+                self.flush()
+                await self.endpoint.drain()
         if end:
             conn.end_stream(stream.id)
             self.flush()
@@ -260,7 +275,7 @@ class H2Conn:
         if not self.closed:
             try:
                 self.conn.close_connection()
-                self.flush()
+                self.flush_now()
             except (h2.exceptions.ProtocolError, ConnectionGone):
                 pass
         self.closed = True

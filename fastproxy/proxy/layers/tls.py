@@ -179,7 +179,7 @@ class TlsState:
             self.certstore.add_user_cert(pattern.strip(), Path(path.strip()).expanduser()
                                          .read_bytes())
         self._upstream: dict[tuple[bytes, ...], ssl.SSLContext] = {}
-        self._server: OrderedDict[tuple, tuple[ssl.SSLContext, list[str]]] = OrderedDict()
+        self._server: OrderedDict[tuple, tuple[ssl.SSLContext, list[str], Leaf]] = OrderedDict()
         self._tmpdir = tempfile.TemporaryDirectory(prefix="fastproxy-certs-")
 
     def alpn_offers(self, offers: list[bytes]) -> list[bytes]:
@@ -210,11 +210,13 @@ class TlsState:
 
     def server_context(self, leaf: Leaf, alpn: bytes | None) -> tuple[ssl.SSLContext, list[str]]:
         """A server-side context presenting `leaf` and selecting only `alpn`; its ciphers."""
-        key = (leaf.cert.fingerprint(), alpn)
+        # Leaves are cached and immutable: their identity is a cheap key (the value keeps
+        # the leaf alive, so the id cannot be reused while the entry exists).
+        key = (id(leaf), alpn)
         cached = self._server.get(key)
         if cached is not None:
             self._server.move_to_end(key)
-            return cached
+            return cached[0], cached[1]
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         # ssl only loads certificates from files: write the chain and key briefly.
         with tempfile.NamedTemporaryFile(dir=self._tmpdir.name, suffix=".pem") as f:
@@ -224,10 +226,10 @@ class TlsState:
         if alpn:
             context.set_alpn_protocols([alpn.decode()])
         ciphers = [c["name"] for c in context.get_ciphers()]
-        cached = self._server[key] = (context, ciphers)
+        self._server[key] = (context, ciphers, leaf)
         if len(self._server) > CONTEXT_CACHE_SIZE:
             self._server.popitem(last=False)
-        return cached
+        return context, ciphers
 
 
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
