@@ -283,3 +283,13 @@ def test_many_keep_alive_requests_over_one_tls_connection(tls_proxy, https_origi
     assert out.stdout == b"".join(payload(n) for n in (1, 1000, 100000, 0, 70000)), out.stderr
     assert cacert.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
     assert serialization  # (imported for the PEM helpers above)
+
+
+def test_idle_timeout_holds_on_decrypted_connections(tls_proxy, https_origin):
+    proxy, ca_pem, _ = tls_proxy("--set", "idle_timeout=1")
+    tls = tls_through_proxy(proxy.port, "127.0.0.1", https_origin.port, ca_pem)
+    tls.settimeout(8)
+    started = time.monotonic()
+    assert tls.recv(1) == b""  # the proxy closes the silent decrypted connection
+    assert time.monotonic() - started < 6
+    tls.close()

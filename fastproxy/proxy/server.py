@@ -47,8 +47,11 @@ class ProxyServer:
         self.mode = ProxyMode.parse(options.mode)
         self.loop = asyncio.get_running_loop()
         self.pool = UpstreamPool(self.loop, options, addons)
-        self.clients: dict[Endpoint, float] = {}
-        """Open client endpoints -> when their current partial head was first seen (or 0)."""
+        self.clients: dict[RootContext, float] = {}
+        """Open client connections -> when their current partial head was first seen (or 0).
+
+        Housekeeping looks at `ctx.client`, the endpoint the layers read from now: after
+        TLS interception that is the decrypted one, so the timeouts hold there too."""
         self._server: asyncio.AbstractServer | None = None
         self._housekeeping: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -70,8 +73,8 @@ class ProxyServer:
             self._server.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
-        for endpoint in list(self.clients):
-            endpoint.abort(ConnectionGone("proxy shutting down"))
+        for ctx in list(self.clients):
+            ctx.client.abort(ConnectionGone("proxy shutting down"))
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         await self.pool.close_all()
@@ -82,7 +85,6 @@ class ProxyServer:
         return Endpoint(reader, self.loop, self._client_connected)
 
     def _client_connected(self, endpoint: Endpoint) -> None:
-        self.clients[endpoint] = 0.0
         task = self.loop.create_task(self._serve(endpoint))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -93,6 +95,7 @@ class ProxyServer:
                         sockname=transport.get_extra_info("sockname")[:2],
                         state=ConnectionState.OPEN, proxy_mode=self.mode)
         ctx = RootContext(client, endpoint, self.mode, self.options, self.addons, self.pool)
+        self.clients[ctx] = 0.0
         listeners = self.addons.listeners
         try:
             if listeners.clientconnect:
@@ -104,7 +107,7 @@ class ProxyServer:
             logger.exception("Internal error on the connection from %s:%d", *client.peername)
         finally:
             transport.close()
-            self.clients.pop(endpoint, None)
+            self.clients.pop(ctx, None)
             client.state = ConnectionState.CLOSED
             client.timestamp_end = time.time()
             if listeners.clientdisconnect:
@@ -125,16 +128,17 @@ class ProxyServer:
         """Close idle and slow clients; drop stale upstream connections."""
         now = self.loop.time()
         idle_timeout, head_timeout = self.options.idle_timeout, self.options.head_timeout
-        for endpoint, head_since in list(self.clients.items()):
+        for ctx, head_since in list(self.clients.items()):
+            endpoint = ctx.client
             reader = endpoint.reader
             if reader.in_head and reader.buffered:
                 if not head_since:
-                    self.clients[endpoint] = now
+                    self.clients[ctx] = now
                 elif now - head_since > head_timeout:
                     endpoint.abort(ConnectionGone("request head timed out"))
                 continue
             if head_since:
-                self.clients[endpoint] = 0.0
+                self.clients[ctx] = 0.0
             if endpoint.wait_started and now - endpoint.wait_started > idle_timeout:
                 endpoint.abort(ConnectionGone("idle timeout"))
         self.pool.sweep()
