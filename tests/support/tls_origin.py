@@ -4,7 +4,8 @@
 - `HttpsOrigin(ca)`: the HTTP/1.1 origin of origin.py behind TLS (ALPN http/1.1 only).
 - `H2Origin(ca)`: an HTTP/2-only origin (h2 over TLS, sans-IO h2 on asyncio in a thread):
   `/bytes/N` N payload bytes, `/echo` the request body back (x-method, x-body-length),
-  `/reset` an RST_STREAM, anything else "hello h2" with x-path.
+  `/nolength/N` N bytes without content-length, `/reset` an RST_STREAM, anything else
+  "hello h2" with x-path; HEAD gets the head only.
 """
 
 from __future__ import annotations
@@ -172,8 +173,11 @@ class _H2ServerProtocol(asyncio.Protocol):
         path = headers[":path"].split("?")[0]
         body = b"".join(stream["body"])
         extra = []
+        length = True
         if path.startswith("/bytes/"):
             out = payload(int(path.split("/")[2]))
+        elif path.startswith("/nolength/"):  # no content-length: the end is END_STREAM
+            out, length = payload(int(path.split("/")[2])), False
         elif path == "/echo":
             out = body
             extra = [("x-method", headers[":method"]), ("x-body-length", str(len(body)))]
@@ -183,8 +187,13 @@ class _H2ServerProtocol(asyncio.Protocol):
         else:
             out = b"hello h2"
             extra = [("x-path", headers[":path"])]
-        self.conn.send_headers(stream_id, [(":status", "200"), ("content-length", str(len(out))),
-                                           ("x-origin", "h2"), *extra])
+        fields = [("content-length", str(len(out)))] if length else []
+        head = headers[":method"] == "HEAD"
+        self.conn.send_headers(stream_id, [(":status", "200"), *fields, ("x-origin", "h2"),
+                                           *extra], end_stream=head)
+        if head:
+            self.transport.write(self.conn.data_to_send())
+            return
         self.sending[stream_id] = out
         self.flush()
 

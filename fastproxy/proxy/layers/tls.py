@@ -6,7 +6,8 @@ is a TLS handshake record, or a client of `reverse:https://...`):
 1. The ClientHello is *peeked* from the client's reader until whole (`read_client_hello`);
    no byte is consumed, so the handshake later sees exactly what the client sent.
 2. The upstream TLS connection is opened, offering the client's ALPN protocols (those the
-   proxy can serve), with the client's SNI; its certificate is verified against the
+   proxy can serve; h2 and http/1.1 to an HTTP/1 client's, `http1_h2.py` translating
+   when h2 is picked), with the client's SNI; its certificate is verified against the
    system store plus `ssl_verify_upstream_trusted_ca`, unless `ssl_insecure`.
 3. A leaf certificate is minted for the SNI and the upstream certificate's names, and
    the client handshake completes with it, selecting the ALPN the upstream chose. The
@@ -431,14 +432,20 @@ class TlsLayer(Layer):
             return None, (b"h2" if b"h2" in offers else fallback)
         host, port = self.address
         sni = hello.sni if self.tunnel else host
+        # An HTTP/1 client's upstream may pick h2 too: Http1ToH2Layer translates.
+        up_offers = offers if b"h2" in offers or not state.options.http2 else \
+            [b"h2", b"http/1.1"]
         try:
             upstream = await open_tls_upstream(self.ctx.pool, ("https", host, port),
-                                               sni or host, offers)
+                                               sni or host, up_offers)
         except UpstreamError:
             # Finish the client handshake anyway: its requests get a 502 with the reason.
             fallback = b"h2" if b"h2" in offers else None
             return None, (b"http/1.1" if b"http/1.1" in offers else fallback)
-        return upstream, upstream.server.alpn
+        alpn = upstream.server.alpn
+        if alpn in offers:
+            return upstream, alpn
+        return upstream, next((p for p in offers if p != b"h2"), None)
 
     def next_layer(self, upstream: Upstream | None, alpn: bytes | None) -> Layer:
         from fastproxy.proxy.layers.http1 import HttpLayer
@@ -447,6 +454,9 @@ class TlsLayer(Layer):
             from fastproxy.proxy.layers.http2 import Http2Layer
             return Http2Layer(ctx, self.address if self.tunnel else None,
                               "https" if self.upstream_tls else "http", upstream)
+        if upstream is not None and upstream.server.alpn == b"h2":
+            from fastproxy.proxy.layers.http1_h2 import Http1ToH2Layer
+            return Http1ToH2Layer(ctx, self.address, upstream)
         if upstream is not None:
             ctx.server_conn = upstream.server
             ctx.pool.release(upstream)  # the HTTP layer's first request takes it back
