@@ -48,7 +48,7 @@ def mitmdump(port: int, mode: str) -> Server:
 
 
 def nginx_proxy(port: int, origin_port: int) -> Server:
-    """nginx reverse proxy, one worker, keep-alive to the origin, buffering in memory only."""
+    """nginx reverse proxy, one worker, keep-alive to the origin, streaming bodies."""
     d = Path(tempfile.mkdtemp(prefix="nginx-proxy-", dir=WORK))
     block = f"""\
   upstream origin {{
@@ -63,10 +63,11 @@ def nginx_proxy(port: int, origin_port: int) -> Server:
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_buffer_size 16k;
-      proxy_buffers 64 16k;
-      proxy_busy_buffers_size 64k;
-      proxy_max_temp_file_size 0;
+      # Stream like fastproxy does: relay through one 64 KiB buffer, never to disk.
+      # (Measured here against buffering on with 64 x 16k or 8 x 256k buffers: the same
+      # at 64 B and 64 KiB, up to 1.7x the req/s at 1 MiB; the anchor should be strong.)
+      proxy_buffering off;
+      proxy_buffer_size 64k;
     }}
   }}"""
     return nginx_server("nginx-proxy", d, block, port)

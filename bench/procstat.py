@@ -48,10 +48,10 @@ def cpu_seconds(root: int) -> float:
     return ticks / _TICK
 
 
-def rss_bytes(root: int) -> int:
+def rss_bytes(root: int, pids: list[int] | None = None) -> int:
     """Resident set size summed over the tree (statm's second field)."""
     total = 0
-    for pid in tree_pids(root):
+    for pid in pids if pids is not None else tree_pids(root):
         try:
             with open(f"/proc/{pid}/statm") as f:
                 total += int(f.read().split()[1]) * _PAGE
@@ -96,8 +96,13 @@ class Sampler:
         return self
 
     def _run(self) -> None:
+        # Listing the tree walks all of /proc: do it once a second, read RSS every tick.
+        pids, n = tree_pids(self.root), 0
         while not self._stop.wait(self.interval):
-            self.peak_rss = max(self.peak_rss or 0, rss_bytes(self.root))
+            n += 1
+            if n % max(1, round(1 / self.interval)) == 0:
+                pids = tree_pids(self.root)
+            self.peak_rss = max(self.peak_rss or 0, rss_bytes(self.root, pids))
 
     def __exit__(self, *exc) -> None:
         if self.root is None:

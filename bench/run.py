@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Importing a scenario module registers its scenario.
-from bench import idle, scenarios_ws_tcp, tunnel  # noqa: F401
+from bench import idle, scenarios_recording, scenarios_ws_tcp, tunnel  # noqa: F401
+from bench import scenarios_tls  # noqa: F401
 from bench.goals import check_all
 from bench.origin import BODIES, origin
 from bench.peers import ensure_mitmdump
