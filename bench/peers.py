@@ -68,6 +68,9 @@ def nginx_proxy(port: int, origin_port: int) -> Server:
       # at 64 B and 64 KiB, up to 1.7x the req/s at 1 MiB; the anchor should be strong.)
       proxy_buffering off;
       proxy_buffer_size 64k;
+      proxy_buffers 64 16k;
+      proxy_busy_buffers_size 64k;
+      proxy_max_temp_file_size 0;
     }}
   }}"""
     return nginx_server("nginx-proxy", d, block, port)
