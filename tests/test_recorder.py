@@ -141,3 +141,39 @@ def test_save_per_worker_files(tmp_path):
     save.done()
     assert os.path.exists(path + ".w2") and not os.path.exists(path)
     assert worker_path(path, 1, 0) == path
+
+
+def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
+    """What the loop hands over, rebuilt and encoded by the writer (connection states and
+    header fields encoded once, reused), is byte for byte ``dumps(flow.get_state())``."""
+    import io
+    import pickle
+
+    from fastproxy.io.recorder import Snapshots
+    from fastproxy.io.writer import Writer, split_messages
+
+    flows = [make_flow(), make_flow(response=False, error="connect failed"), make_flow()]
+    flows[2].client_conn = flows[0].client_conn  # a keep-alive connection's second flow
+    flows[2].server_conn = flows[0].server_conn
+    for flow in flows:
+        state = Snapshots.flow_state(flow)
+        assert state == {**flow.get_state(), "client_conn": None, "server_conn": None}
+    sent = bytearray()
+    snapshots = Snapshots(lambda m: sent.extend(
+        len(p := pickle.dumps(m)).to_bytes(4, "big") + p))
+    for flow in flows:
+        snapshots.send_flow(flow)
+    conn_messages = [m for m in map(pickle.loads, split_messages(bytearray(sent)))
+                     if m[0] == "conn"]
+    assert len(conn_messages) == 4  # two connections each for flows 0 and 1, none for 2
+
+    written = []
+
+    class Sink(Writer):
+        def write(self, data, count):
+            written.append(data)
+
+    writer = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
+    writer.handle(split_messages(sent))
+    assert written == [b"".join(tnetstring.dumps(f.get_state()) for f in flows)]
+    os.close(writer.fd)

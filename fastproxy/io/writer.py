@@ -31,6 +31,7 @@ from fastproxy.io.recorder import truncate_bodies
 
 HEADER = 4
 READ_SIZE = 1 << 20
+MAX_CACHED_HEADERS = 1024
 
 
 class Writer:
@@ -43,6 +44,7 @@ class Writer:
         self.failing = False
         self.limit: int | None = None
         self.conns: dict = {}
+        self.headers: dict[tuple, bytes] = {}
 
     def handle(self, messages: list[bytes]) -> None:
         """Encode the flows among ``messages`` and write them with one call."""
@@ -73,6 +75,7 @@ class Writer:
             try:
                 if self.limit is not None:
                     truncate_bodies(state, self.limit)
+                self.reuse_headers(state)
                 return tnetstring.dumps(state)
             except Exception as e:  # noqa: BLE001 - e.g. an object an addon put in metadata
                 raise ValueError(f"cannot record flow {state.get('id')}: {e}") from None
@@ -83,6 +86,22 @@ class Writer:
         elif kind == "forget":
             self.conns.clear()
         return None
+
+    def reuse_headers(self, state: dict) -> None:
+        """Put in the encoding of header fields seen before: a client sends the same
+        request headers again and again, a server mostly the same response headers."""
+        cache = self.headers
+        for side in ("request", "response"):
+            message = state.get(side)
+            fields = message and message.get("headers")
+            if type(fields) is not tuple:
+                continue
+            encoded = cache.get(fields)
+            if encoded is None:
+                if len(cache) >= MAX_CACHED_HEADERS:
+                    cache.clear()
+                encoded = cache[fields] = tnetstring.Encoded(tnetstring.dumps(fields))
+            message["headers"] = encoded
 
     def write(self, data: bytes, count: int) -> None:
         try:
