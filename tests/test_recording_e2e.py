@@ -344,3 +344,66 @@ def test_body_tee_and_dechunk():
     assert dechunk(chunked) == b"hello world"
     assert dechunk(chunked[:12]) == b"hello"  # cut inside the second chunk's size line
     assert dechunk(chunked[:22]) == b"hello wo"  # cut inside a chunk: the part kept
+
+
+MITM_TCP = """
+    import sys
+    from mitmproxy import io
+    from mitmproxy.io import tnetstring
+    with open(sys.argv[1], "rb") as fo:
+        flows = list(io.FlowReader(fo).stream())
+    out = [{"type": f.type, "state": f.get_state(), "error": f.error and f.error.msg,
+            "messages": [[m.from_client, m.content] for m in getattr(f, "messages", [])]}
+           for f in flows]
+    sys.stdout.buffer.write(tnetstring.dumps(out))
+"""
+
+
+def test_tcp_flows_recorded_including_errors(start_proxy, tmp_path):
+    import socket
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def echo():  # start_proxy's readiness probe is a connection (and a flow) too
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                while data := conn.recv(65536):
+                    conn.sendall(data.upper())
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    path = str(tmp_path / "tcp.flows")
+    proxy = start_proxy("-q", "-w", path, "--mode", f"reverse:tcp://127.0.0.1:{port}")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"\x00raw bytes")
+        assert sock.recv(100) == b"\x00RAW BYTES"
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(100):
+            pass
+    server.shutdown(socket.SHUT_RDWR)  # wakes the accept; nothing listens now, so the
+    server.close()                     # next connection is a tcp_error
+    thread.join(5)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        while sock.recv(100):
+            pass
+    wait_recorded(path, 3)
+    proxy.stop()
+    flows, error = read_flows(path)
+    assert error is None and {f.type for f in flows} == {"tcp"}
+    path_flows = flows
+    ok = next(f for f in flows if f.messages)
+    failed = flows[-1]
+    assert [(m.from_client, m.content) for m in ok.messages] == \
+        [(True, b"\x00raw bytes"), (False, b"\x00RAW BYTES")]
+    assert ok.error is None and failed.error is not None
+    theirs = tnetstring.loads(run_mitmproxy(MITM_TCP, path))
+    assert len(theirs) == len(path_flows) and {t["type"] for t in theirs} == {"tcp"}
+    for mine, seen in zip(path_flows, theirs):
+        assert seen["state"] == tnetstring.loads(tnetstring.dumps(mine.get_state()))
+    seen_ok = theirs[path_flows.index(ok)]
+    assert seen_ok["messages"] == [[True, b"\x00raw bytes"], [False, b"\x00RAW BYTES"]]
+    assert theirs[-1]["error"] == failed.error.msg
