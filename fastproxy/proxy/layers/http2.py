@@ -22,7 +22,10 @@ GOAWAY stops new streams while the others finish.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
+from collections import deque
 from typing import Any, Callable
 
 import h2.config
@@ -31,6 +34,9 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack.hpack
+import hpack.huffman_table
+import hpack.table
 
 from fastproxy._core import BODY, END, HEAD, ProtocolError, build_head
 from fastproxy.flow import Error
@@ -58,6 +64,43 @@ class StreamReset(Exception):
         self.code = code
 
 
+class ChunkQueue:
+    """A stream's received body: (bytes, flow-controlled length) per DATA frame, then None
+    at END_STREAM (or a StreamReset). One reader; lighter than an asyncio.Queue."""
+
+    __slots__ = ("items", "waiter", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.items: deque = deque()
+        self.waiter: asyncio.Future | None = None
+        self.loop = loop
+
+    def put_nowait(self, item) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self):
+        items = self.items
+        while not items:
+            waiter = self.waiter = self.loop.create_future()
+            await waiter
+        return items.popleft()
+
+    def at_end(self) -> bool:
+        """Whether END_STREAM is the next item (the body is all here)."""
+        return bool(self.items) and self.items[0] is None
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+
 class H2Stream:
     """One stream's received state: its headers, its body chunks, its send window."""
 
@@ -66,12 +109,19 @@ class H2Stream:
     def __init__(self, stream_id: int, loop: asyncio.AbstractEventLoop) -> None:
         self.id = stream_id
         self.headers: asyncio.Future = loop.create_future()
-        self.data: asyncio.Queue = asyncio.Queue()
-        """(bytes, flow-controlled length) per DATA frame, then None at END_STREAM."""
-        self.window = asyncio.Event()
+        self.data = ChunkQueue(loop)
+        self.window: asyncio.Future | None = None
+        """Set while a sender waits for the peer's window to open."""
         self.trailers: list | None = None
         self.error: StreamReset | None = None
         self.ended = False
+
+    def window_opened(self) -> None:
+        waiter = self.window
+        if waiter is not None:
+            self.window = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def fail(self, error: StreamReset) -> None:
         if self.error is None:
@@ -80,17 +130,118 @@ class H2Stream:
             self.headers.set_exception(error)
             self.headers.exception()  # retrieved: no "never retrieved" warning
         self.data.put_nowait(error)
-        self.window.set()
+        self.window_opened()
+
+
+# -- header checks ------------------------------------------------------------------------
+# h2's own inbound validation (validate_inbound_headers) costs more than the rest of a
+# request's HPACK and framing; the checks that matter to a proxy are made here instead,
+# in one pass: no CR, LF or NUL in any name or value (what would split an HTTP/1 head:
+# GHSA-847f-9342-265h), names lowercase tokens (RFC 9113 §8.2.1), only the pseudo-header
+# fields the message kind has (§8.3), a token :method and a :path without whitespace
+# (they go into an HTTP/1 request line).
+
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z").match
+_BAD_VALUE = re.compile(rb"[\x00\r\n]").search
+_BAD_PATH = re.compile(rb"[\x00-\x20\x7f]").search
+_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+
+
+class MalformedHeaders(Exception):
+    """Received header fields a proxy must not pass on (RFC 9113 §8.1.1: malformed)."""
+
+
+def parse_request_headers(headers: list) -> tuple[dict, list]:
+    """A request's pseudo-header fields and its other fields, checked (MalformedHeaders)."""
+    pseudo, fields, cookies = {}, [], 0
+    for field in headers:
+        name, value = field
+        if _BAD_VALUE(value):
+            raise MalformedHeaders(f"CR, LF or NUL in the value of {name!r}")
+        if name[:1] == b":":
+            if fields or name not in _REQUEST_PSEUDO or name in pseudo:
+                raise MalformedHeaders(f"misplaced or unknown pseudo-header field {name!r}")
+            pseudo[name] = value
+        elif _NAME(name):
+            fields.append(field)
+            if name == b"cookie":
+                cookies += 1
+        else:
+            raise MalformedHeaders(f"invalid field name {name!r}")
+    method = pseudo.get(b":method")
+    if method is None or not _NAME(method.lower()):
+        raise MalformedHeaders("missing or invalid :method")
+    path = pseudo.get(b":path")
+    if path is not None and (not path or _BAD_PATH(path)):
+        raise MalformedHeaders("invalid :path")
+    if cookies > 1:  # RFC 9113 §8.2.3: one field again, for HTTP/1 and for the addons
+        fields = _join_cookies(fields)
+    return pseudo, fields
+
+
+def check_fields(headers: list, pseudo_allowed: frozenset = frozenset((b":status",))) -> None:
+    """Response (or trailer) fields: the same checks (MalformedHeaders)."""
+    for name, value in headers:
+        if _BAD_VALUE(value):
+            raise MalformedHeaders(f"CR, LF or NUL in the value of {name!r}")
+        if not _NAME(name) and name not in pseudo_allowed:
+            raise MalformedHeaders(f"invalid field name {name!r}")
+
+
+def _join_cookies(fields: list) -> list:
+    cookies = [v for n, v in fields if n == b"cookie"]
+    out = [f for f in fields if f[0] != b"cookie"]
+    out.append((b"cookie", b"; ".join(cookies)))
+    return out
+
+
+class _NoLog:
+    """hpack logs each header field at debug level; a no-op unless that is enabled."""
+
+    @staticmethod
+    def debug(*args, **kwargs) -> None:
+        pass
+
+
+def _tune_hpack() -> None:
+    """Silence hpack's per-field debug calls (about 60 per request) unless wanted, and
+    decode Huffman-coded literals through a cache (an origin that does not index its
+    fields sends the same literals, Server or Content-Type, on every response; hpack
+    decodes them nibble by nibble in Python)."""
+    quiet = not logging.getLogger("hpack").isEnabledFor(logging.DEBUG)
+    for module in (hpack.hpack, hpack.table):
+        module.log = _NoLog if quiet else logging.getLogger(module.__name__)
+    hpack.hpack.decode_huffman = _decode_huffman
+
+
+_huffman_cache: dict[bytes, bytes] = {}
+
+
+def _decode_huffman(data, _decode=hpack.huffman_table.decode_huffman) -> bytes:
+    if type(data) is not bytes or len(data) > 256:
+        return _decode(data)
+    value = _huffman_cache.get(data)
+    if value is None:
+        value = _decode(data)  # HPACKDecodingError for a bad code, as before: not cached
+        if len(_huffman_cache) >= 4096:
+            _huffman_cache.clear()
+        _huffman_cache[data] = value
+    return value
 
 
 class H2Conn:
     """An h2 connection over an endpoint; `pump()` reads it until it closes."""
 
     def __init__(self, endpoint: Endpoint, client_side: bool,
-                 on_request: Callable[[H2Stream, list], Any] | None = None) -> None:
+                 on_request: Callable[[H2Stream, dict, list], Any] | None = None) -> None:
+        # Inbound fields are checked by parse_request_headers / check_fields; outbound
+        # ones are built here, lowercase and without connection-specific fields.
         config = h2.config.H2Configuration(client_side=client_side, header_encoding=None,
-                                           validate_inbound_headers=True,
-                                           normalize_inbound_headers=True)
+                                           validate_inbound_headers=False,
+                                           normalize_inbound_headers=False,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
+        _tune_hpack()
         self.conn = h2.connection.H2Connection(config)
         self.endpoint = endpoint
         self.loop = endpoint.loop
@@ -100,6 +251,8 @@ class H2Conn:
         self.goaway = False
         self.stream_slot = asyncio.Event()
         self._flush_scheduled = False
+        self.server = None
+        """The upstream's `Server` (client side)."""
 
     def start(self) -> None:
         conn = self.conn
@@ -159,26 +312,47 @@ class H2Conn:
 
     def handle(self, event) -> None:
         stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
-        if isinstance(event, h2.events.DataReceived):
+        kind = type(event)
+        if kind is h2.events.DataReceived:
             if stream is not None:
                 stream.data.put_nowait((event.data, event.flow_controlled_length))
             else:
                 self.conn.acknowledge_received_data(event.flow_controlled_length,
                                                     event.stream_id)
-        elif isinstance(event, h2.events.RequestReceived):
+        elif kind is h2.events.RequestReceived:
+            try:
+                pseudo, fields = parse_request_headers(event.headers)
+            except MalformedHeaders as e:
+                logger.info("HTTP/2 stream %d refused: %s", event.stream_id, e)
+                self._reset_id(event.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                return
             stream = self.streams[event.stream_id] = H2Stream(event.stream_id, self.loop)
             stream.headers.set_result(event.headers)
             if self.on_request is not None:
-                self.on_request(stream, event.headers)
-        elif isinstance(event, h2.events.ResponseReceived):
+                self.on_request(stream, pseudo, fields)
+        elif kind is h2.events.ResponseReceived:
             if stream is not None and not stream.headers.done():
+                try:
+                    check_fields(event.headers)
+                except MalformedHeaders as e:
+                    self._reset_id(stream.id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    stream.fail(StreamReset(f"malformed response: {e}",
+                                            h2.errors.ErrorCodes.PROTOCOL_ERROR))
+                    return
                 stream.headers.set_result(event.headers)
-        elif isinstance(event, h2.events.StreamEnded):
+        elif kind is h2.events.StreamEnded:
             if stream is not None:
                 stream.ended = True
                 stream.data.put_nowait(None)
-        elif isinstance(event, h2.events.TrailersReceived):
+        elif kind is h2.events.TrailersReceived:
             if stream is not None:
+                try:
+                    check_fields(event.headers, frozenset())
+                except MalformedHeaders as e:
+                    self._reset_id(stream.id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    stream.fail(StreamReset(f"malformed trailers: {e}",
+                                            h2.errors.ErrorCodes.PROTOCOL_ERROR))
+                    return
                 stream.trailers = event.headers
         elif isinstance(event, h2.events.WindowUpdated):
             self._window_opened(event.stream_id)
@@ -200,14 +374,20 @@ class H2Conn:
     def on_reset(self, stream: H2Stream) -> None:
         """Hook: the peer reset `stream`."""
 
+    def _reset_id(self, stream_id: int, code: int) -> None:
+        try:
+            self.conn.reset_stream(stream_id, code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
     def _window_opened(self, stream_id: int) -> None:
         if stream_id:
             stream = self.streams.get(stream_id)
             if stream is not None:
-                stream.window.set()
+                stream.window_opened()
         else:
             for stream in self.streams.values():
-                stream.window.set()
+                stream.window_opened()
 
     def forget(self, stream: H2Stream) -> None:
         self.streams.pop(stream.id, None)
@@ -223,29 +403,45 @@ class H2Conn:
             self.flush()
 
     async def send_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
-        """Send body bytes on `stream` as the peer's flow-control windows allow."""
-        conn = self.conn
-        view = memoryview(data)
-        while view:
+        """Send body bytes on `stream` as the peer's flow-control windows allow (END_STREAM
+        on the last frame when `end`). Frames go out together at the end of the loop
+        iteration, or at once when the window or the transport makes us wait."""
+        conn, endpoint, sid = self.conn, self.endpoint, stream.id
+        if not data or len(data) <= conn.max_outbound_frame_size and \
+                len(data) <= conn.local_flow_control_window(sid):
             if stream.error is not None:
                 raise stream.error
-            size = min(conn.local_flow_control_window(stream.id), len(view),
-                       conn.max_outbound_frame_size)
-            if size <= 0:
-                stream.window.clear()
-                await stream.window.wait()
-                continue
-            conn.send_data(stream.id, view[:size].tobytes())
-            view = view[size:]
-            if view:  # more to come: write now, so that drain() sees the buffer
-                self.flush_now()
-                await self.endpoint.drain()
-            else:
-                self.flush()
-                await self.endpoint.drain()
-        if end:
-            conn.end_stream(stream.id)
+            conn.send_data(sid, data, end_stream=end)  # the usual case: one frame
             self.flush()
+        else:
+            await self._send_frames(stream, memoryview(data), end)
+        if endpoint._write_paused or endpoint.closed:
+            await endpoint.drain()
+
+    async def _send_frames(self, stream: H2Stream, view: memoryview, end: bool) -> None:
+        conn, sid = self.conn, stream.id
+        while True:
+            if stream.error is not None:
+                raise stream.error
+            window = conn.local_flow_control_window(sid)
+            while view and window > 0:
+                size = min(window, len(view), conn.max_outbound_frame_size)
+                last = size == len(view)
+                conn.send_data(sid, view[:size].tobytes(), end_stream=end and last)
+                view, window = view[size:], window - size
+            if not view:
+                self.flush()
+                return
+            self.flush_now()  # written now: drain() sees the buffer, the peer the data
+            if self.endpoint._write_paused:
+                await self.endpoint.drain()
+            if conn.local_flow_control_window(sid) <= 0:
+                waiter = stream.window = self.loop.create_future()
+                await waiter
+
+    def end_stream(self, stream: H2Stream) -> None:
+        self.conn.end_stream(stream.id)
+        self.flush()
 
     async def open_stream(self, headers: list, end: bool) -> H2Stream:
         """A new request stream (client side), waiting for a free concurrency slot."""
@@ -355,8 +551,8 @@ class Http2Layer(Layer):
         h2conn.start()
         self.upstream_task = self.ctx.client.loop.create_task(h2conn.pump())
 
-    def new_stream(self, stream: H2Stream, headers: list) -> None:
-        task = self.ctx.client.loop.create_task(self.serve_stream(stream, headers))
+    def new_stream(self, stream: H2Stream, pseudo: dict, fields: list) -> None:
+        task = self.ctx.client.loop.create_task(self.serve_stream(stream, pseudo, fields))
         self.tasks[stream.id] = task
         task.add_done_callback(lambda _: self.tasks.pop(stream.id, None))
 
@@ -367,8 +563,8 @@ class Http2Layer(Layer):
 
     # -- one stream -----------------------------------------------------------------
 
-    async def serve_stream(self, stream: H2Stream, headers: list) -> None:
-        exchange = H2Exchange(self, stream, headers)
+    async def serve_stream(self, stream: H2Stream, pseudo: dict, fields: list) -> None:
+        exchange = H2Exchange(self, stream, pseudo, fields)
         try:
             await exchange.run()
         except asyncio.CancelledError:
@@ -419,12 +615,17 @@ class Http2Layer(Layer):
 class H2Exchange:
     """One HTTP/2 request stream and its response, as an `HTTPFlow`."""
 
-    def __init__(self, layer: Http2Layer, stream: H2Stream, headers: list) -> None:
+    __slots__ = ("layer", "ctx", "client", "stream", "pseudo", "fields", "flow", "h1",
+                 "up_stream", "up_conn", "response_sent")
+
+    def __init__(self, layer: Http2Layer, stream: H2Stream, pseudo: dict,
+                 fields: list) -> None:
         self.layer = layer
         self.ctx = layer.ctx
         self.client = layer.client
         self.stream = stream
-        self.headers = headers
+        self.pseudo = pseudo
+        self.fields = fields
         self.flow: HTTPFlow | None = None
         self.h1: Upstream | None = None
         self.up_stream: H2Stream | None = None
@@ -433,14 +634,9 @@ class H2Exchange:
 
     # -- the request ------------------------------------------------------------------
 
-    def make_request(self) -> Request:
-        pseudo, fields = {}, []
-        for name, value in self.headers:
-            if name.startswith(b":"):
-                pseudo[name] = value
-            else:
-                fields.append((name, value))
-        authority = pseudo.get(b":authority", b"")
+    def target(self) -> tuple[str, int, bytes]:
+        """Where the request goes: host, port, and the :authority to send."""
+        authority = self.pseudo.get(b":authority", b"")
         layer = self.layer
         if layer.tunnel is not None:
             host, port = layer.tunnel
@@ -448,15 +644,24 @@ class H2Exchange:
             host, port = self.ctx.mode.address
             if not self.ctx.options.keep_host_header:  # as routing.py does for HTTP/1
                 authority = _authority(host, port, layer.scheme)
-        scheme = layer.scheme.encode()
+        return host, port, authority
+
+    def make_request(self) -> Request:
+        pseudo = self.pseudo
+        host, port, authority = self.target()
+        scheme = self.layer.scheme.encode()
         method = pseudo.get(b":method", b"GET")
         return Request(host, port, method, scheme, authority, pseudo.get(b":path", b"/"),
-                       b"HTTP/2.0", Headers(fields), b"" if self.stream.ended else None,
+                       b"HTTP/2.0", Headers(self.fields), b"" if self.stream.ended else None,
                        None, time.time(), time.time() if self.stream.ended else None)
 
     async def run(self) -> None:
         ctx = self.ctx
         addons, listeners = ctx.addons, ctx.listeners
+        if not (listeners.requestheaders or listeners.request or listeners.responseheaders
+                or listeners.response or listeners.error):
+            if await self.run_fast():
+                return
         flow = self.flow = HTTPFlow(ctx.client_conn, ctx.server_conn, live=True)
         request = flow.request = self.make_request()
         gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
@@ -481,6 +686,68 @@ class H2Exchange:
             await self.via_h2(conn)
         else:
             await self.via_h1()
+
+    # -- no addon listens: headers and DATA passed on, no flow -------------------------
+
+    async def run_fast(self) -> bool:
+        """Stream to stream, as HttpLayer's run_fast: no HTTPFlow, no Request. False when
+        the upstream is HTTP/1 (the flow path serves it then, without events)."""
+        host, port, authority = self.target()
+        try:
+            conn = await self.layer.upstream_h2_conn(host, port)
+        except UpstreamError as e:
+            await self.bad_gateway(str(e))
+            return True
+        if conn is None:
+            return False
+        self.up_conn = conn
+        self.ctx.server_conn = conn.server
+        pseudo, stream = self.pseudo, self.stream
+        headers = [(b":method", pseudo.get(b":method", b"GET")),
+                   (b":scheme", self.layer.scheme.encode()), (b":authority", authority),
+                   (b":path", pseudo.get(b":path", b"/"))]
+        headers += [f for f in self.fields if f[0] not in CONNECTION_SPECIFIC]
+        ended = stream.data.at_end()
+        up = self.up_stream = await conn.open_stream(headers, end=ended)
+        if not ended:
+            await self.relay_data(self.client, stream, conn, up)
+        status, fields = _split_response_headers(await up.headers)
+        headers = [(b":status", str(status).encode())]
+        headers += [f for f in fields if f[0] not in CONNECTION_SPECIFIC]
+        ended = up.data.at_end()
+        self.client.conn.send_headers(stream.id, headers, end_stream=ended)
+        self.client.flush()
+        self.response_sent = True
+        if not ended:
+            await self.relay_data(conn, up, self.client, stream)
+        conn.forget(up)
+        return True
+
+    async def relay_data(self, src: H2Conn, src_stream: H2Stream, dst: H2Conn,
+                         dst_stream: H2Stream) -> None:
+        """DATA frames of one stream onto another until END_STREAM (trailers with it);
+        each acknowledged once handed to the other side (end-to-end flow control)."""
+        chunks = src_stream.data
+        while True:
+            item = await chunks.get()
+            if item is None:
+                break
+            if isinstance(item, StreamReset):
+                raise StreamReset(f"upstream: {item}" if src is not self.client else str(item),
+                                  item.code)
+            data, length = item
+            end = chunks.at_end() and not src_stream.trailers
+            await dst.send_data(dst_stream, data, end)
+            src.ack(src_stream, length)
+            if end:
+                return
+        if src_stream.trailers:
+            dst.conn.send_headers(dst_stream.id, [f for f in src_stream.trailers
+                                                  if f[0] not in CONNECTION_SPECIFIC],
+                                  end_stream=True)
+            dst.flush()
+        else:
+            dst.end_stream(dst_stream)
 
     async def gather(self, conn: H2Conn, stream: H2Stream) -> bytes:
         limit = self.ctx.options.body_size_limit
