@@ -1,5 +1,7 @@
 """HTTP/1 clients to an HTTP/2-only origin (ALPN ["h2"]), through CONNECT and TLS
-interception: curl --http1.1, a client without ALPN, addons changing flows."""
+interception: curl --http1.1, a client without ALPN, addons changing flows; the upstream
+is offered http/1.1 first and h2 after it refused that (an origin speaking both keeps
+HTTP/1.1); reverse:https:// to an h2-only origin."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 from tests.support import flowlog
 from tests.support.origin import payload
-from tests.support.tls_origin import H2Origin, TestCA
+from tests.support.tls_origin import H2Origin, HttpsOrigin, TestCA
 from tests.test_tls import FLOWLOG_SCRIPT, curl, tls_through_proxy, wait_records
 
 ADDON = '''
@@ -65,7 +67,7 @@ def test_curl_http1_to_h2_only_origin_with_events(proxy_for, h2_origin):
     assert flow["url"] == h2_origin.url("/bytes/300000")
     assert flow["http_version"] == "HTTP/1.1" and flow["response_version"] == "HTTP/2.0"
     assert flow["client"]["alpn"] == "http/1.1" and flow["server"]["alpn"] == "h2"
-    assert flow["server"]["alpn_offers"] == ["h2", "http/1.1"]
+    assert flow["server"]["alpn_offers"] == ["h2"]  # after it refused http/1.1
     assert flow["response_size"] == 300000
     method, path, headers = h2_origin.requests[1]
     assert (method, path) == ("GET", "/hi?x=1")
@@ -113,7 +115,7 @@ def test_client_without_alpn_and_head_request(proxy_for, h2_origin, tmp_path):
     assert b"content-length: 1234" in first and first.endswith(b"\r\n\r\n")
     assert second.endswith(b"\r\n\r\nhello h2") and b"Connection: close" in second
     server = wait_records(log, "response", 2)[0]["server"]
-    assert server["alpn"] == "h2" and server["alpn_offers"] == ["h2", "http/1.1"]
+    assert server["alpn"] == "h2" and server["alpn_offers"] == ["h2"]
 
 
 def test_addon_modifies_request_and_response(proxy_for, h2_origin, tmp_path):
@@ -159,3 +161,34 @@ def test_tls_through_proxy_helper_still_http1(proxy_for, h2_origin):
     assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(payload(100))
 
 
+
+
+def test_origin_speaking_both_keeps_http1_for_an_http1_client(proxy_for, test_ca):
+    """An origin offering h2 and http/1.1 (that picks h2 when offered) is offered
+    http/1.1 alone for an HTTP/1 client: no translation. (This origin speaks HTTP/1.1
+    only, so it would fail if it were asked for h2.)"""
+    origin = HttpsOrigin(test_ca, alpn=["h2", "http/1.1"])
+    try:
+        proxy, cacert, log = proxy_for()
+        out = curl("--http1.1", "--proxy", proxy.url, "--cacert", str(cacert),
+                   origin.url("/bytes/1000"))
+        assert out.stdout == payload(1000), out.stderr[-2000:]
+        flow = wait_records(log, "response")[0]
+        assert flow["response_version"] == "HTTP/1.1"
+        assert flow["server"]["alpn"] == "http/1.1"
+        assert flow["server"]["alpn_offers"] == ["http/1.1"]
+    finally:
+        origin.stop()
+
+
+def test_reverse_https_to_h2_only_origin_for_http1_client(proxy_for, h2_origin):
+    proxy, cacert, log = proxy_for("--mode", f"reverse:https://127.0.0.1:{h2_origin.port}")
+    url = f"https://127.0.0.1:{proxy.port}"
+    out = curl("--http1.1", "--cacert", str(cacert), f"{url}/bytes/20000", f"{url}/hi")
+    assert out.stdout == payload(20000) + b"hello h2", out.stderr[-2000:]
+    flow = wait_records(log, "response", 2)[0]
+    assert flow["http_version"] == "HTTP/1.1" and flow["response_version"] == "HTTP/2.0"
+    assert flow["server"]["alpn"] == "h2"
+    method, path, headers = h2_origin.requests[0]
+    assert (method, path) == ("GET", "/bytes/20000")
+    assert headers[":authority"] == f"127.0.0.1:{h2_origin.port}"

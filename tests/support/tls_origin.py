@@ -1,8 +1,10 @@
 """HTTPS origins for the TLS and HTTP/2 tests, with their own test CA (made with cryptography).
 
 - `TestCA(dir)`: a CA and a leaf for 127.0.0.1 / localhost, written as PEM files.
-- `HttpsOrigin(ca)`: the HTTP/1.1 origin of origin.py behind TLS (ALPN http/1.1 only).
-- `H2Origin(ca)`: an HTTP/2-only origin (h2 over TLS, sans-IO h2 on asyncio in a thread):
+- `HttpsOrigin(ca, alpn=["http/1.1"])`: the HTTP/1.1 origin of origin.py behind TLS.
+- `H2Origin(ca)`: an HTTP/2-only origin (h2 over TLS, sans-IO h2 on asyncio in a thread;
+  a ClientHello offering ALPN without h2 gets a no_application_protocol alert, as nginx
+  and Go answer it):
   `/bytes/N` N payload bytes, `/echo` the request body back (x-method, x-body-length),
   `/nolength/N` N bytes without content-length, `/reset` an RST_STREAM, anything else
   "hello h2" with x-path; HEAD gets the head only.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -82,9 +85,9 @@ class TestCA:
 class HttpsOrigin(Origin):
     """origin.py's server, TLS-wrapped (ALPN http/1.1): `.port`, `.url(path)`, `.requests`."""
 
-    def __init__(self, ca: TestCA) -> None:
+    def __init__(self, ca: TestCA, alpn: list[str] | None = None) -> None:
         super().__init__()
-        context = ca.server_context(["http/1.1"])
+        context = ca.server_context(alpn or ["http/1.1"])
         server = self.server
         accept = server.get_request
 
@@ -113,11 +116,56 @@ class H2Origin:
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(self.loop.create_server(
-            lambda: _H2ServerProtocol(self), "127.0.0.1", 0, ssl=self.context))
-        self.port = self.server.sockets[0].getsockname()[1]
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.setblocking(False)
+        self.port = self.server.getsockname()[1]
+        self.loop.create_task(self._accept())
         ready.set()
         self.loop.run_forever()
+
+    async def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = await self.loop.sock_accept(self.server)
+            except OSError:
+                return
+            self.loop.create_task(self._handshake(sock))
+
+    async def _handshake(self, sock: socket.socket) -> None:
+        """Peek at the ClientHello: refuse ALPN offers without h2 (RFC 7301 §3.2) with a
+        fatal no_application_protocol alert (Python's ssl would go on without ALPN)."""
+        from fastproxy.proxy.layers.tls import NotTLS, parse_client_hello
+        sock.setblocking(False)
+        hello = None
+        for _ in range(2000):
+            try:
+                data = sock.recv(65536, socket.MSG_PEEK)
+            except BlockingIOError:
+                data = None
+            except OSError:
+                data = b""
+            try:
+                hello = parse_client_hello(data) if data else None
+            except NotTLS:
+                data = b""
+            if hello is not None or data == b"":
+                break
+            await asyncio.sleep(0.005)
+        if hello is None:
+            sock.close()
+            return
+        if hello.alpn_offers and b"h2" not in hello.alpn_offers:
+            try:
+                sock.send(b"\x15\x03\x03\x00\x02\x02\x78")  # fatal alert 120
+            except OSError:
+                pass
+            sock.close()
+            return
+        try:
+            await self.loop.connect_accepted_socket(lambda: _H2ServerProtocol(self), sock,
+                                                    ssl=self.context)
+        except (OSError, ssl.SSLError):
+            sock.close()
 
     def url(self, path: str = "/") -> str:
         return f"https://127.0.0.1:{self.port}{path}"

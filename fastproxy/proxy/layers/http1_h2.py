@@ -1,8 +1,9 @@
 """HTTP/1 clients to an HTTP/2 upstream: each request one stream of an h2 connection.
 
-A TLS-intercepted HTTP/1 client (ALPN http/1.1, or none) gets an upstream offered h2 and
-http/1.1 (unless `--set http2=false`). When the upstream picks h2, `Http1ToH2Layer`
-serves the client connection: it reads requests as `HttpLayer` does (same limits, same
+A TLS-intercepted HTTP/1 client (ALPN http/1.1, or none) gets an upstream offered
+http/1.1, and h2 only when the upstream refuses http/1.1 (tls.py, `open_http1_upstream`;
+not with `--set http2=false`). When the upstream speaks h2, `Http1ToH2Layer` serves the
+client connection (in a CONNECT tunnel, or in reverse:https:// mode): it reads requests as `HttpLayer` does (same limits, same
 400s, pipelining), and sends each one as a stream of an `H2Conn` (http2.py's client side),
 one at a time, as HTTP/1 is ordered. Each request is a normal `HTTPFlow` with the events
 HTTP/1 flows have:

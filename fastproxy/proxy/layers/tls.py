@@ -6,9 +6,13 @@ is a TLS handshake record, or a client of `reverse:https://...`):
 1. The ClientHello is *peeked* from the client's reader until whole (`read_client_hello`);
    no byte is consumed, so the handshake later sees exactly what the client sent.
 2. The upstream TLS connection is opened, offering the client's ALPN protocols (those the
-   proxy can serve; h2 and http/1.1 to an HTTP/1 client's, `http1_h2.py` translating
-   when h2 is picked), with the client's SNI; its certificate is verified against the
-   system store plus `ssl_verify_upstream_trusted_ca`, unless `ssl_insecure`.
+   proxy can serve), with the client's SNI; its certificate is verified against the
+   system store plus `ssl_verify_upstream_trusted_ca`, unless `ssl_insecure`. An HTTP/1
+   client's upstream is offered http/1.1 only (the direct path: an origin speaking both
+   would otherwise pick h2), and h2 only when it refuses that with a
+   no_application_protocol alert (RFC 7301 §3.2): `http1_h2.py` translates then. In
+   reverse:https:// mode this is done for an HTTP/1 client too, so that an h2-only
+   origin works.
 3. A leaf certificate is minted for the SNI and the upstream certificate's names, and
    the client handshake completes with it, selecting the ALPN the upstream chose. The
    handshake runs in uvloop's `SSLProtocol` (what `loop.start_tls` uses), put on the
@@ -62,6 +66,11 @@ TLS_VERSIONS = {"TLSv1": "TLSv1", "TLSv1.1": "TLSv1.1", "TLSv1.2": "TLSv1.2",
 
 class NotTLS(Exception):
     """The client's first bytes are not a TLS ClientHello (or a malformed one)."""
+
+
+class AlpnRefused(UpstreamError):
+    """The upstream ended the handshake with no_application_protocol: it speaks none of
+    the protocols offered (RFC 7301 §3.2)."""
 
 
 # -- the ClientHello ------------------------------------------------------------------
@@ -252,11 +261,14 @@ def tls_state(options: Options) -> TlsState:
 async def open_tls_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None = None,
                             alpn_offers: list[bytes] | None = None) -> Upstream:
     """A new TLS connection to key's host:port (announced with `serverconnect`)."""
+    if alpn_offers is None:  # the pool's HTTP/1.1 connections
+        try:
+            return await open_tls_upstream(pool, key, sni, [b"http/1.1"])
+        except AlpnRefused as e:
+            raise await _h2_only(pool, key, sni, e) from None
     options = pool.options
     _, host, port = key
     state = tls_state(options)
-    if alpn_offers is None:
-        alpn_offers = [b"http/1.1"]
     endpoint = TlsEndpoint(HTTP1Reader(False, options.max_head_size, options.max_headers),
                            pool.loop)
     server = await pool.connect(host, port, endpoint)
@@ -274,10 +286,43 @@ async def open_tls_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None = 
         endpoint.transport.abort()
         pool.closed(server)
         logger.info("TLS handshake with %s:%d failed: %s", host, port, reason)
-        raise UpstreamError(f"TLS handshake with {host}:{port} failed: {reason}") from None
+        error = AlpnRefused if _alpn_refused(e) else UpstreamError
+        raise error(f"TLS handshake with {host}:{port} failed: {reason}") from None
     fill_tls_fields(server, endpoint.transport.get_extra_info("ssl_object"), peer_chain=True)
     endpoint.on_lost = lambda _: pool.closed(server)
     return Upstream(endpoint, server, key)
+
+
+async def open_http1_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None) -> Upstream:
+    """The upstream of an HTTP/1 client: offered http/1.1, and h2 (once more, when the
+    http2 option allows) only if it refuses http/1.1; the caller checks `server.alpn`."""
+    try:
+        return await open_tls_upstream(pool, key, sni, [b"http/1.1"])
+    except AlpnRefused:
+        if not pool.options.http2:
+            raise
+        logger.debug("%s:%d refused http/1.1: offering h2", key[1], key[2])
+        return await open_tls_upstream(pool, key, sni, [b"h2"])
+
+
+async def _h2_only(pool: UpstreamPool, key: PoolKey, sni: str | None,
+                   refused: AlpnRefused) -> UpstreamError:
+    """The error for an HTTP/1.1 connection the upstream refused: that of a handshake
+    offering h2 when that fails too (e.g. an untrusted certificate), else "h2 only"."""
+    if not pool.options.http2:
+        return refused
+    try:
+        upstream = await open_tls_upstream(pool, key, sni, [b"h2"])
+    except UpstreamError as e:
+        return e
+    upstream.endpoint.close()
+    return UpstreamError(f"{key[1]}:{key[2]} refused http/1.1 (it speaks h2 only): {refused}")
+
+
+def _alpn_refused(e: BaseException) -> bool:
+    return isinstance(e, ssl.SSLError) and (
+        getattr(e, "reason", None) == "TLSV1_ALERT_NO_APPLICATION_PROTOCOL"
+        or "no application protocol" in str(e))
 
 
 def fill_tls_fields(conn, sslobj: ssl.SSLObject, peer_chain: bool) -> None:
@@ -399,7 +444,7 @@ class TlsLayer(Layer):
         upstream, alpn = await self.open_upstream(state, hello, offers)
         names = [hello.sni or host]
         organization = None
-        if upstream is not None and upstream.server.certificate_list:
+        if upstream is not None and self.tunnel and upstream.server.certificate_list:
             cert = upstream.server.certificate_list[0]
             names += cert.altnames
             organization = cert.organization
@@ -425,19 +470,29 @@ class TlsLayer(Layer):
     async def open_upstream(self, state: TlsState, hello: ClientHello,
                             offers: list[bytes]) -> tuple[Upstream | None, bytes | None]:
         """The upstream connection (None if it failed) and the ALPN to give the client."""
+        host, port = self.address
         if not self.tunnel:
             # Reverse mode: the proxy is the server the client asked for. It speaks h2
-            # whatever the upstream speaks; the HTTP layers connect upstream per request.
+            # whatever the upstream speaks; the HTTP layers connect upstream per request,
+            # except for an HTTP/1 client of an https origin, whose upstream is opened
+            # now to learn whether the origin refuses http/1.1 (then Http1ToH2Layer).
             fallback = b"http/1.1" if b"http/1.1" in offers else None
-            return None, (b"h2" if b"h2" in offers else fallback)
-        host, port = self.address
-        sni = hello.sni if self.tunnel else host
-        # An HTTP/1 client's upstream may pick h2 too: Http1ToH2Layer translates.
-        up_offers = offers if b"h2" in offers or not state.options.http2 else \
-            [b"h2", b"http/1.1"]
+            if b"h2" in offers or not self.upstream_tls:
+                return None, (b"h2" if b"h2" in offers else fallback)
+            try:
+                upstream = await open_http1_upstream(self.ctx.pool, ("https", host, port),
+                                                     host)
+            except UpstreamError:
+                return None, fallback  # HttpLayer answers each request with a 502
+            return upstream, fallback
+        sni = hello.sni
         try:
-            upstream = await open_tls_upstream(self.ctx.pool, ("https", host, port),
-                                               sni or host, up_offers)
+            if b"h2" in offers:
+                upstream = await open_tls_upstream(self.ctx.pool, ("https", host, port),
+                                                   sni or host, offers)
+            else:  # an HTTP/1 client: http/1.1 to the upstream, unless it refuses
+                upstream = await open_http1_upstream(self.ctx.pool, ("https", host, port),
+                                                     sni or host)
         except UpstreamError:
             # Finish the client handshake anyway: its requests get a 502 with the reason.
             fallback = b"h2" if b"h2" in offers else None
@@ -456,7 +511,7 @@ class TlsLayer(Layer):
                               "https" if self.upstream_tls else "http", upstream)
         if upstream is not None and upstream.server.alpn == b"h2":
             from fastproxy.proxy.layers.http1_h2 import Http1ToH2Layer
-            return Http1ToH2Layer(ctx, self.address, upstream)
+            return Http1ToH2Layer(ctx, self.address, upstream)  # reverse mode too
         if upstream is not None:
             ctx.server_conn = upstream.server
             ctx.pool.release(upstream)  # the HTTP layer's first request takes it back
@@ -490,4 +545,4 @@ def _peer(ctx: RootContext) -> str:
 
 
 __all__ = ["TlsLayer", "ReverseTlsLayer", "ClientHello", "parse_client_hello", "NotTLS",
-           "open_tls_upstream", "tls_state", "TlsState"]
+           "AlpnRefused", "open_tls_upstream", "open_http1_upstream", "tls_state", "TlsState"]
