@@ -12,6 +12,8 @@ peer's transport, and the peer's write buffer pausing pauses this side's reading
 """
 
 cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memchr, memcpy
 from httptools import HttpRequestParser, HttpResponseParser, HttpParserError, HttpParserUpgrade
 
 # Event codes returned by HTTP1Reader.next_event().
@@ -79,68 +81,76 @@ cdef class Head:
 
 
 cdef class _HeadCollector:
-    """The httptools protocol object: collects one head into a Head."""
-    cdef Head head
-    cdef int max_headers
+    """The httptools protocol object. llhttp validates the head at C speed; the only
+    callback installed is message completion (httptools installs a C callback only for
+    the methods a protocol defines), so no Python call or bytes object is made per
+    header: `_split_fields` slices the validated head instead."""
     cdef bint message_complete
-    cdef object error
-
-    def on_url(self, bytes url):
-        self.head.target = url
-
-    def on_status(self, bytes reason):
-        self.head.reason = reason
-
-    def on_header(self, bytes name, bytes value):
-        cdef Head head = self.head
-        if len(head.fields) >= self.max_headers:
-            # httptools turns this into HttpParserCallbackError; keep the real reason.
-            self.error = ProtocolError(f"more than {self.max_headers} header fields")
-            raise self.error
-        head.fields.append((name, value))
-        try:
-            _note_header(head, name, value)
-        except ProtocolError as e:
-            self.error = e
-            raise
 
     def on_message_complete(self):
         self.message_complete = True
 
 
+# Lowercased header names and what they mean for framing, cached by the name as sent
+# (servers and clients repeat the same spellings); bounded against random names.
+cdef dict _NAME_INFO = {}
+DEF NAME_CACHE_MAX = 1024
+DEF H_OTHER = 0
+DEF H_CONTENT_LENGTH = 1
+DEF H_TRANSFER_ENCODING = 2
+DEF H_HOST = 3
+DEF H_EXPECT = 4
+DEF H_CONNECTION = 5
+DEF H_HOP_BY_HOP = 6
+_NAME_CODES = {b"content-length": H_CONTENT_LENGTH, b"transfer-encoding": H_TRANSFER_ENCODING,
+               b"host": H_HOST, b"expect": H_EXPECT, b"connection": H_CONNECTION,
+               b"keep-alive": H_HOP_BY_HOP, b"proxy-connection": H_HOP_BY_HOP,
+               b"te": H_HOP_BY_HOP, b"trailer": H_HOP_BY_HOP, b"upgrade": H_HOP_BY_HOP}
+
+
+cdef tuple _name_info(bytes name):
+    """(lowercased name, H_* code) of a header name."""
+    info = _NAME_INFO.get(name)
+    if info is None:
+        lowered = name.lower()
+        info = (lowered, _NAME_CODES.get(lowered, H_OTHER))
+        if len(_NAME_INFO) < NAME_CACHE_MAX:
+            _NAME_INFO[name] = info
+    return <tuple>info
+
+
+cpdef bytes lowered_name(bytes name):
+    """A header name in lower case (cached)."""
+    return <bytes>(_name_info(name)[0])
+
+
 cdef inline void _note_header(Head head, bytes name, bytes value) except *:
     """Record what framing and hop-by-hop handling need from one header field."""
-    cdef Py_ssize_t n = len(name)
-    if n == 14:
-        if name.lower() == b"content-length":
-            if not value.isdigit() or len(value) > 18:
-                raise ProtocolError(f"invalid Content-Length {value!r}")
-            head.content_length = int(value)
-    elif n == 17:
-        if name.lower() == b"transfer-encoding":
-            head.has_transfer_encoding = True
-            head.chunked = value.rstrip().lower().endswith(b"chunked")
-            head.has_hop_headers = True
-    elif n == 4:
-        if name.lower() == b"host":
-            if head.host is not None:  # RFC 9112 §3.2: more than one Host is a 400
-                raise ProtocolError("more than one Host header field")
-            head.host = value
-    elif n == 6:
-        if name.lower() == b"expect" and value.lower() == b"100-continue":
+    cdef int code = _name_info(name)[1]
+    if code == H_OTHER:
+        return
+    if code == H_CONTENT_LENGTH:
+        if not value.isdigit() or len(value) > 18:
+            raise ProtocolError(f"invalid Content-Length {value!r}")
+        head.content_length = int(value)
+    elif code == H_TRANSFER_ENCODING:
+        head.has_transfer_encoding = True
+        head.chunked = value.rstrip().lower().endswith(b"chunked")
+        head.has_hop_headers = True
+    elif code == H_HOST:
+        if head.host is not None:  # RFC 9112 §3.2: more than one Host is a 400
+            raise ProtocolError("more than one Host header field")
+        head.host = value
+    elif code == H_EXPECT:
+        if value.lower() == b"100-continue":
             head.expect_continue = True
-    elif n == 10 or n == 16 or n == 7 or n == 2:
-        lowered = name.lower()
-        if lowered in _HOP_BY_HOP:
-            head.has_hop_headers = True
-            if lowered == b"connection":
-                value = value.lower()
-                head.connection = value if head.connection is None else head.connection + b"," + value
+    else:
+        head.has_hop_headers = True
+        if code == H_CONNECTION:
+            value = value.lower()
+            head.connection = value if head.connection is None else head.connection + b"," + value
 
 
-_HOP_BY_HOP = frozenset((
-    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
-))
 
 
 cdef class HTTP1Reader:
@@ -249,12 +259,14 @@ cdef class HTTP1Reader:
         return CLOSED
 
     cdef int _read_head(self) except -1:
+        cdef const char* p = PyBytes_AS_STRING(self.buf)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(self.buf)
         if self.is_request:
             # RFC 9112 §2.2: ignore empty lines before a request line (some clients
             # send a CRLF after a POST body).
-            while self.buf.startswith(b"\r\n", self.pos):
+            while self.pos + 1 < size and p[self.pos] == 13 and p[self.pos + 1] == 10:
                 self.pos += 2
-        cdef Py_ssize_t end = self.buf.find(b"\r\n\r\n", max(self.pos, self.head_search_from))
+        cdef Py_ssize_t end = _find_head_end(p, max(self.pos, self.head_search_from), size)
         if end < 0:
             if len(self.buf) - self.pos > self.max_head_size:
                 raise ProtocolError(f"head larger than {self.max_head_size} bytes")
@@ -276,13 +288,31 @@ cdef class HTTP1Reader:
         return HEAD
 
     cdef Head _parse_head(self, bytes raw):
+        """Validate a whole head with llhttp, then split it into a Head."""
         cdef Head head = Head.__new__(Head)
         head.fields = []
         head.content_length = -1
+        self._validate(raw, head)
+        cdef const char* p = PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t line_end = <const char*>memchr(p, 13, PyBytes_GET_SIZE(raw)) - p
+        cdef Py_ssize_t space
+        if self.is_request:
+            space = <const char*>memchr(p, 32, line_end) - p  # llhttp checked it is there
+            method = raw[:space]
+            head.method = _METHODS.get(method, method)
+            head.target = raw[space + 1:line_end - 9]
+            head.version = _version(p + line_end - 8)
+        else:
+            head.version = _version(p)
+            head.status_code = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+            head.reason = raw[13:line_end] if line_end > 13 else b""
+        self._split_fields(head, raw, line_end + 2)
+        head.keep_alive = _keep_alive(head)
+        return head
+
+    cdef void _validate(self, bytes raw, Head head) except *:
+        """Run llhttp over the head: strict syntax (RFC 9112), upgrade detection."""
         cdef _HeadCollector c = self.collector
-        c.head = head
-        c.max_headers = self.max_headers
-        c.error = None
         c.message_complete = False
         if self.parser is None:
             self.parser = (HttpRequestParser if self.is_request else HttpResponseParser)(c)
@@ -290,36 +320,48 @@ cdef class HTTP1Reader:
             self.parser.feed_data(raw)
         except HttpParserUpgrade:
             head.upgrade = True
-        except BaseException as e:
+        except HttpParserError as e:
             self.parser = None
-            if c.error is None and isinstance(e, HttpParserError) and \
-                    "CONNECT/Upgrade" in str(e):
+            if "CONNECT/Upgrade" in str(e):
                 # llhttp pauses on a 101 even without an Upgrade field; httptools then
                 # reports an error instead of HttpParserUpgrade.
                 head.upgrade = True
-            elif c.error is not None:
-                raise c.error from None
-            elif isinstance(e, HttpParserError):
-                raise ProtocolError(str(e) or "malformed head") from None
             else:
-                raise
+                raise ProtocolError(str(e) or "malformed head") from None
         if not c.message_complete:
             # llhttp now waits for a body we frame ourselves: start afresh next time.
             self.parser = None
-        cdef Py_ssize_t line_end = raw.find(b"\r\n")
-        if self.is_request:
-            method = raw[:raw.find(b" ")]
-            head.method = _METHODS.get(method, method)
-            head.version = raw[line_end - 8:line_end]
-        else:
-            head.version = raw[:8]
-            head.status_code = int(raw[9:12])
-            if head.reason is None:
-                head.reason = b""
-        if not head.version.startswith(b"HTTP/1."):
-            raise ProtocolError(f"unsupported HTTP version {head.version!r}")
-        head.keep_alive = _keep_alive(head)
-        return head
+
+    cdef void _split_fields(self, Head head, bytes raw, Py_ssize_t i) except *:
+        """Slice the header fields out of a head llhttp accepted (so every line is
+        `name:value` with optional whitespace around the value, ended by CRLF)."""
+        cdef const char* p = PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t end = PyBytes_GET_SIZE(raw) - 2
+        cdef Py_ssize_t line_end, colon, value_start, value_end
+        cdef list fields = head.fields
+        cdef bytes name, value
+        cdef const char* found
+        while i < end:
+            # llhttp allows no CR inside a line, so the next CR ends it.
+            found = <const char*>memchr(p + i, 13, end + 2 - i)
+            line_end = found - p if found != NULL else end
+            found = <const char*>memchr(p + i, 58, line_end - i)  # ':'
+            colon = found - p if found != NULL else -1
+            if colon <= i:
+                raise ProtocolError("malformed header line")
+            if len(fields) >= self.max_headers:
+                raise ProtocolError(f"more than {self.max_headers} header fields")
+            value_start = colon + 1
+            while value_start < line_end and (p[value_start] == 32 or p[value_start] == 9):
+                value_start += 1
+            value_end = line_end
+            while value_end > value_start and (p[value_end - 1] == 32 or p[value_end - 1] == 9):
+                value_end -= 1
+            name = PyBytes_FromStringAndSize(p + i, colon - i)
+            value = PyBytes_FromStringAndSize(p + value_start, value_end - value_start)
+            fields.append((name, value))
+            _note_header(head, name, value)
+            i = line_end + 2
 
     cdef void _start_body(self, Head head) except *:
         """Decide how the body of this message is delimited (RFC 9112 §6.3)."""
@@ -515,6 +557,31 @@ cdef class HTTP1Reader:
         self.remaining = 0
 
 
+cdef bytes _version(const char* p):
+    """The interned b"HTTP/1.1" or b"HTTP/1.0" at p (llhttp checked the form)."""
+    if p[5] == 49 and p[6] == 46:  # "1."
+        if p[7] == 49:
+            return b"HTTP/1.1"
+        if p[7] == 48:
+            return b"HTTP/1.0"
+    raise ProtocolError(f"unsupported HTTP version {p[:8]!r}")
+
+
+cdef Py_ssize_t _find_head_end(const char* p, Py_ssize_t start, Py_ssize_t size):
+    """Offset of the CRLFCRLF that ends a head, searching from `start`; -1 if none."""
+    cdef const char* found
+    cdef Py_ssize_t i = start + 3
+    while i < size:
+        found = <const char*>memchr(p + i, 10, size - i)
+        if found == NULL:
+            return -1
+        i = found - p
+        if p[i - 1] == 13 and p[i - 2] == 10 and p[i - 3] == 13:
+            return i - 3
+        i += 1
+    return -1
+
+
 cdef inline int _hex_value(unsigned char ch):
     if 48 <= ch <= 57:
         return ch - 48
@@ -613,22 +680,53 @@ cdef class Relay:
 
 
 cpdef bytes build_head(bytes start_line, list fields, frozenset drop, list extra):
-    """Serialize an HTTP/1 head in one join: start line, fields not in `drop`
-    (lowercased names), then `extra` fields, then the empty line."""
-    cdef list parts = [start_line, b"\r\n"]
-    cdef bytes name
-    for name, value in fields:
-        if drop is not None and name.lower() in drop:
-            continue
-        parts.append(name)
-        parts.append(b": ")
-        parts.append(value)
-        parts.append(b"\r\n")
+    """Serialize an HTTP/1 head into one bytes object: start line, the fields whose
+    lowercased names are not in `drop`, then `extra` fields, then the empty line.
+
+    Sized first and filled with memcpy: no intermediate list or join."""
+    cdef list kept = fields if drop is None else \
+        [field for field in fields if lowered_name(field[0]) not in drop]
+    cdef Py_ssize_t total = PyBytes_GET_SIZE(start_line) + 4
+    total += _fields_size(kept)
     if extra:
-        for name, value in extra:
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        total += _fields_size(extra)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* dst = PyBytes_AS_STRING(out)
+    dst = _put(dst, start_line)
+    dst[0] = 13
+    dst[1] = 10
+    dst = _put_fields(dst + 2, kept)
+    if extra:
+        dst = _put_fields(dst, extra)
+    dst[0] = 13
+    dst[1] = 10
+    return out
+
+
+cdef Py_ssize_t _fields_size(list fields) except -1:
+    cdef Py_ssize_t total = 0
+    cdef bytes name, value
+    for name, value in fields:
+        total += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
+    return total
+
+
+cdef inline char* _put(char* dst, bytes data):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    memcpy(dst, PyBytes_AS_STRING(data), n)
+    return dst + n
+
+
+cdef char* _put_fields(char* dst, list fields) except NULL:
+    cdef bytes name, value
+    for name, value in fields:
+        dst = _put(dst, name)
+        dst[0] = 58  # ':'
+        dst[1] = 32
+        dst = _put(dst + 2, value)
+        dst[0] = 13
+        dst[1] = 10
+        dst += 2
+    return dst
+
+
