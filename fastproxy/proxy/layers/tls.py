@@ -191,6 +191,8 @@ class TlsState:
         self._upstream: dict[tuple[bytes, ...], ssl.SSLContext] = {}
         self._server: OrderedDict[tuple, tuple[ssl.SSLContext, list[str], Leaf]] = OrderedDict()
         self._tmpdir = tempfile.TemporaryDirectory(prefix="fastproxy-certs-")
+        self.h2_only: set[tuple[str, str, int]] = set()
+        """Upstreams that refused http/1.1 (offered h2 at once next time)."""
 
     def alpn_offers(self, offers: list[bytes]) -> list[bytes]:
         """The client's offers the proxy can serve (h2 only with the http2 option)."""
@@ -296,13 +298,22 @@ async def open_tls_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None = 
 async def open_http1_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None) -> Upstream:
     """The upstream of an HTTP/1 client: offered http/1.1, and h2 (once more, when the
     http2 option allows) only if it refuses http/1.1; the caller checks `server.alpn`."""
+    h2_only = tls_state(pool.options).h2_only
+    if key in h2_only and pool.options.http2:  # it refused http/1.1 before: one handshake
+        try:
+            return await open_tls_upstream(pool, key, sni, [b"h2"])
+        except AlpnRefused:
+            h2_only.discard(key)
     try:
         return await open_tls_upstream(pool, key, sni, [b"http/1.1"])
     except AlpnRefused:
         if not pool.options.http2:
             raise
         logger.debug("%s:%d refused http/1.1: offering h2", key[1], key[2])
-        return await open_tls_upstream(pool, key, sni, [b"h2"])
+        upstream = await open_tls_upstream(pool, key, sni, [b"h2"])
+        if len(h2_only) < 4096:
+            h2_only.add(key)
+        return upstream
 
 
 async def _h2_only(pool: UpstreamPool, key: PoolKey, sni: str | None,
@@ -479,6 +490,9 @@ class TlsLayer(Layer):
             fallback = b"http/1.1" if b"http/1.1" in offers else None
             if b"h2" in offers or not self.upstream_tls:
                 return None, (b"h2" if b"h2" in offers else fallback)
+            idle = self.ctx.pool.take_idle(("https", host, port))
+            if idle is not None:  # a pooled HTTP/1.1 connection: no handshake needed
+                return idle, fallback
             try:
                 upstream = await open_http1_upstream(self.ctx.pool, ("https", host, port),
                                                      host)
