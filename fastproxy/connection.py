@@ -6,7 +6,6 @@ the dataclass `__init__`: the default proxy mode is parsed once, at import.
 
 import dataclasses
 import enum
-import os
 import time
 import warnings
 from abc import ABCMeta
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastproxy.certs import Cert
+from fastproxy.ids import new_id
 from fastproxy.net.server_spec import ServerSpec
 from fastproxy.proxy.mode_specs import ProxyMode
 from fastproxy.serializable import SerializableDataclass
@@ -47,16 +47,6 @@ TlsVersion = Literal[
 ]
 
 _REGULAR_MODE = ProxyMode.parse("regular")
-_VARIANT = "89ab"
-
-
-def _new_id() -> str:
-    """A random UUID4 string, as str(uuid.uuid4()) gives, but 4x faster (one per connection)."""
-    h = os.urandom(16).hex()
-    # RFC 9562 §5.4: version nibble 4, variant bits 10xx.
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
-
-
 def _deprecated(old: str, new: str) -> None:
     # stacklevel 3: point at the caller of the deprecated property, not at this helper.
     warnings.warn(f"{old} is deprecated, use {new} instead.", DeprecationWarning, stacklevel=3)
@@ -79,7 +69,7 @@ class Connection(SerializableDataclass, metaclass=ABCMeta):
     """The current connection state. Not recorded: a recorded connection is never open."""
 
     # Connections compare by id, so recorded flows keep the identity live flows have.
-    id: str = field(default_factory=_new_id)
+    id: str = field(default_factory=new_id)
     """A unique UUID4 string identifying the connection."""
     transport_protocol: TransportProtocol = "tcp"
     """The transport protocol in use."""

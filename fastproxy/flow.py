@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-import uuid
 from typing import Any, ClassVar
 
 from fastproxy.connection import Client, Server
+from fastproxy.ids import new_id
 from fastproxy.serializable import Serializable, State
 
 FLOW_FORMAT_VERSION = 21
@@ -107,7 +107,7 @@ class Flow(Serializable):
         Flow._types[cls.type] = cls
 
     def __init__(self, client_conn: Client, server_conn: Server, live: bool = False) -> None:
-        self.id = str(uuid.uuid4())
+        self.id = new_id()
         self.client_conn = client_conn
         self.server_conn = server_conn
         self.live = live

@@ -745,6 +745,10 @@ class Request(Message):
             raise ValueError(f"unknown request-target form {form!r}")
         return _head([self._method, b" ", target, b" ", self._http_version], self.headers.fields)
 
+    def start_line(self, http_version: bytes) -> bytes:
+        """The origin-form request line for the upstream: ``METHOD path VERSION``."""
+        return b" ".join((self._method, self._path, http_version))
+
     def _target_authority(self) -> bytes:
         if self._authority:
             return self._authority
@@ -812,6 +816,10 @@ class Response(Message):
         Attributes without a value (``HttpOnly``) map to None.
         """
         return MultiDictView(self._get_cookies)
+
+    def status_line(self) -> bytes:
+        """``VERSION code reason`` as bytes (RFC 9112 §4)."""
+        return b"%s %d %s" % (self._http_version, self.status_code, self._reason)
 
     def head_bytes(self) -> bytes:
         """The HTTP/1 response head: status line, fields and the empty line (RFC 9112 §4)."""
