@@ -15,7 +15,7 @@ from bench.proc import WORK, Server, free_port, which
 BODIES = {"64B": ("/64b", 64), "64KiB": ("/64k", 64 * 1024), "1MiB": ("/1m", 1024 * 1024)}
 
 _COMMON = """\
-{user}worker_processes 1;
+{main}{user}worker_processes 1;
 worker_rlimit_nofile 65536;
 daemon off;
 pid {dir}/nginx.pid;
@@ -32,20 +32,25 @@ http {{
   fastcgi_temp_path {dir}/t-fcgi; uwsgi_temp_path {dir}/t-uwsgi; scgi_temp_path {dir}/t-scgi;
 {http}
 }}
-"""
+{stream}"""
 
 
-def nginx_conf(workdir: Path, http_block: str) -> Path:
-    """Write nginx.conf for one instance; `user root` only when we are root (else ignored)."""
+def nginx_conf(workdir: Path, http_block: str, main: str = "", stream: str = "") -> Path:
+    """Write nginx.conf for one instance; `user root` only when we are root (else ignored).
+
+    `main` goes first at the top level (`load_module` must precede `events`), `stream`
+    last, also at the top level."""
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = workdir / "nginx.conf"
-    conf.write_text(_COMMON.format(user=user, dir=workdir, http=http_block))
+    conf.write_text(_COMMON.format(main=main, user=user, dir=workdir, http=http_block,
+                                   stream=stream))
     return conf
 
 
-def nginx_server(name: str, workdir: Path, http_block: str, port: int) -> Server:
+def nginx_server(name: str, workdir: Path, http_block: str, port: int, main: str = "",
+                 stream: str = "") -> Server:
     """A Server running nginx in the foreground with its own prefix, config and logs."""
-    conf = nginx_conf(workdir, http_block)
+    conf = nginx_conf(workdir, http_block, main, stream)
     argv = [which("nginx"), "-p", str(workdir), "-e", str(workdir / "error.log"),
             "-c", str(conf)]
     return Server(name, argv, port, workdir=workdir)

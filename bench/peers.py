@@ -1,4 +1,4 @@
-"""The anchors: nginx as a reverse proxy (C) and mitmdump (Python), set up on demand.
+"""The anchors: nginx as a reverse proxy and as a TCP relay (C), mitmdump (Python), set up on demand.
 
 mitmproxy lives in its own virtualenv, bench/.venv-peers: it is never a dependency of
 fastproxy, and its version is recorded with the results.
@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from bench.origin import nginx_server
-from bench.proc import BENCH, WORK, Server, log
+from bench.proc import BENCH, NGX_STREAM_MODULE, WORK, Server, log
 
 PEERS_VENV = BENCH / ".venv-peers"
 MITMDUMP = PEERS_VENV / "bin" / "mitmdump"
@@ -74,3 +74,23 @@ def nginx_proxy(port: int, origin_port: int) -> Server:
     }}
   }}"""
     return nginx_server("nginx-proxy", d, block, port)
+
+
+def nginx_stream(port: int, upstream_port: int) -> Server:
+    """nginx's stream module relaying TCP from 127.0.0.1:port to 127.0.0.1:upstream_port,
+    one worker: the C relay anchor for the tunnel (clients connect to it directly, no
+    CONNECT). Needs libnginx-mod-stream (`run.py` apt-gets it when root)."""
+    if not Path(NGX_STREAM_MODULE).exists():
+        raise RuntimeError(f"{NGX_STREAM_MODULE} missing (apt-get install libnginx-mod-stream)")
+    d = Path(tempfile.mkdtemp(prefix="nginx-stream-", dir=WORK))
+    stream = f"""\
+stream {{
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    proxy_pass 127.0.0.1:{upstream_port};
+    proxy_buffer_size 256k;
+  }}
+}}
+"""
+    return nginx_server("nginx-stream", d, "", port,
+                        main=f"load_module {NGX_STREAM_MODULE};\n", stream=stream)

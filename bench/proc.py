@@ -159,6 +159,10 @@ def install_cleanup() -> None:
 
 
 APT = {"wrk": "wrk", "nginx": "nginx-light", "h2load": "nghttp2-client"}
+#: nginx's stream module (the C relay anchor of `tunnel` and `tcp`): a file, not a command;
+#: installed with the tools above when missing, but its rows only fail when it stays missing.
+NGX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+APT_OPTIONAL = {NGX_STREAM_MODULE: "libnginx-mod-stream"}
 
 
 def which(name: str) -> str | None:
@@ -166,8 +170,14 @@ def which(name: str) -> str | None:
 
 
 def ensure_tools() -> None:
-    """apt-get install wrk, nginx-light and nghttp2-client when any is missing (needs root)."""
+    """apt-get install wrk, nginx-light, nghttp2-client (and libnginx-mod-stream) when any
+    is missing; needs root. Without root only a missing required tool is an error."""
     missing = [pkg for exe, pkg in APT.items() if not which(exe)]
+    optional = [pkg for path, pkg in APT_OPTIONAL.items() if not Path(path).exists()]
+    if optional and not missing and os.geteuid() != 0:
+        log(f"{' '.join(optional)} missing and not root: the nginx stream rows will fail")
+        return
+    missing += optional
     if not missing:
         return
     log(f"installing {' '.join(missing)} with apt-get")

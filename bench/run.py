@@ -5,8 +5,8 @@
     .venv/bin/python bench/run.py --only nginx,direct --only 'tunnel/*'
     make bench ARGS="--quick --only http"
 
-It installs what it lacks (wrk, nginx-light, nghttp2-client with apt-get; mitmproxy in
-bench/.venv-peers), starts every server itself on 127.0.0.1 and stops them all on exit.
+It installs what it lacks (wrk, nginx-light, nghttp2-client, libnginx-mod-stream with apt-get;
+mitmproxy in bench/.venv-peers), starts every server itself on 127.0.0.1 and stops them all on exit.
 """
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 - `tcp`: 1 GiB through a CONNECT tunnel (bytes neither TLS nor HTTP, so a TCP flow) on
   1 connection and split over 50, to the sink of `bench.tunnel`; fastproxy with no addon
-  (the pure Cython relay) and with a `tcp_message` addon (the Python path), vs direct.
+  (the pure Cython relay) and with a `tcp_message` addon (the Python path), vs direct; and
+  `nginx-stream`, nginx's stream module relaying to the same sink, one worker, the client
+  connecting to it directly (no CONNECT): the C relay anchor.
 - `websocket`: small messages (32 bytes) echoed through fastproxy in reverse mode, with
   100 in flight, with no addon (relay) and with a `websocket_message` addon (wsproto on
   both sides), vs the echo server directly. The client is the `websockets` library.
@@ -18,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench import peers
 from bench import tunnel as tcpbench
 from bench.proc import WORK, Server, free_port, log
 from bench.procstat import Sampler
@@ -48,12 +51,10 @@ def ws_addon() -> str:
 
 # -- TCP ---------------------------------------------------------------------------------
 
-def _parallel(proxy_port: int | None, sink_port: int, conns: int) -> float:
+def _parallel(srv: Server | None, sink_port: int, conns: int, via_connect: bool) -> float:
     """Move 1 GiB over `conns` connections at once; seconds until every sink said OK."""
     each = GIB // conns
-    socks = [tcpbench.connect_via(proxy_port, sink_port) if proxy_port else
-             __import__("socket").create_connection(("127.0.0.1", sink_port), timeout=30)
-             for _ in range(conns)]
+    socks = [tcpbench.open_to_sink(srv, sink_port, via_connect) for _ in range(conns)]
     errors: list[BaseException] = []
 
     def run(sock) -> None:
@@ -77,21 +78,33 @@ def tcp_rows(repeats: int, wanted=lambda target: True) -> list[dict]:
     sink_port = free_port()
     sink = Server("sink", [sys.executable, "-m", "bench.tunnel", "--sink", str(sink_port)],
                   sink_port)
-    targets = {"direct": None, "fastproxy": (), "fastproxy+tcp_message": ("-s", tcp_addon())}
+    # name -> (make(port) -> Server or None for direct, the client sends CONNECT)
+    targets = {
+        "direct": (None, False),
+        "fastproxy": (lambda p: fastproxy(p, "regular"), True),
+        "fastproxy+tcp_message": (lambda p: fastproxy(p, "regular", "-s", tcp_addon()), True),
+        "nginx-stream": (lambda p: peers.nginx_stream(p, sink_port), False),
+    }
     rows = []
     with sink:
         for conns in (1, 50):
             direct = None
-            for name, extra in targets.items():
+            for name, (make, via_connect) in targets.items():
                 if not wanted(name):
                     continue
-                srv = fastproxy(free_port(), "regular", *extra).start() if extra is not None else None
+                srv = None
                 try:
+                    srv = make(free_port()).start() if make else None
                     runs = []
                     for _ in range(max(3, repeats) if name != "fastproxy+tcp_message" else 1):
                         with Sampler(srv.pid if srv else None) as s:
-                            secs = _parallel(srv.port if srv else None, sink_port, conns)
+                            secs = _parallel(srv, sink_port, conns, via_connect)
                         runs.append((secs, s.peak_rss))
+                except Exception as e:  # noqa: BLE001 - a failure is a row
+                    log(f"tcp/{name}/{conns}: FAILED: {e}")
+                    rows.append({"scenario": "tcp", "target": name, "conns": conns,
+                                 "error": str(e)})
+                    continue
                 finally:
                     if srv:
                         srv.stop()
@@ -107,7 +120,8 @@ def tcp_rows(repeats: int, wanted=lambda target: True) -> list[dict]:
     return rows
 
 
-@scenario("tcp", "Raw TCP tunnel, 1 GiB on 1 and on 50 connections (median of ≥ 3)", order=25,
+@scenario("tcp", "Raw TCP tunnel, 1 GiB on 1 and on 50 connections (median of ≥ 3; "
+          "nginx-stream: nginx's stream module, C relay, no CONNECT)", order=25,
           columns=[Column("target", "target", "{}"), Column("conns", "conns", "{}"),
                    Column("MB/s", "mbps", "{:,.0f}"), Column("× direct", "x_direct", "{:.2f}×"),
                    Column("peak RSS MiB", "peak_rss_mib", "{:,.1f}")])

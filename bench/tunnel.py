@@ -6,6 +6,11 @@ the payload; the sink reads and discards and, once it has that many bytes, answe
 closes. The clock stops when that answer arrives, so every byte has crossed the tunnel, and
 no half-close has to survive the proxy. The payload is zeros after the length: neither TLS
 nor HTTP, so the proxy relays it.
+
+The C anchor is nginx's stream module (`nginx-stream`): one worker relaying the same bytes
+to the same sink, but the client connects to it directly (no CONNECT request: nginx's
+stream module cannot answer one). It shows what a C relay reaches on this machine, where
+the sender, the sink and the relay share the cores.
 """
 from __future__ import annotations
 
@@ -91,11 +96,22 @@ def transfer(sock: socket.socket, total: int, deadline_s: float = 120.0) -> floa
     return elapsed
 
 
+#: name -> (label, make(port, sink_port) -> Server or None for direct, the client sends CONNECT)
 TUNNEL_TARGETS = {
-    "direct": ("direct to the sink (no proxy)", None),
-    "fastproxy": ("fastproxy regular, CONNECT", lambda p: fastproxy(p, "regular")),
-    "mitmdump": ("mitmdump regular, CONNECT", lambda p: peers.mitmdump(p, "regular")),
+    "direct": ("direct to the sink (no proxy)", None, False),
+    "fastproxy": ("fastproxy regular, CONNECT", lambda p, _: fastproxy(p, "regular"), True),
+    "nginx-stream": ("nginx stream proxy (C relay, no CONNECT)", peers.nginx_stream, False),
+    "mitmdump": ("mitmdump regular, CONNECT", lambda p, _: peers.mitmdump(p, "regular"), True),
 }
+
+
+def open_to_sink(srv: Server | None, sink_port: int, via_connect: bool) -> socket.socket:
+    """A socket whose bytes reach the sink: direct, through a plain relay, or via CONNECT."""
+    if srv is None:
+        return socket.create_connection(("127.0.0.1", sink_port), timeout=30)
+    if via_connect:
+        return connect_via(srv.port, sink_port)
+    return socket.create_connection(("127.0.0.1", srv.port), timeout=30)
 
 
 @scenario("tunnel", "CONNECT tunnel moving 1 GiB (median of ≥ 3 runs)", order=20, columns=[
@@ -110,9 +126,9 @@ def tunnel(ctx: Context) -> list[dict]:
                   sink_port)
     rows = []
     with sink:
-        for name, (label, make) in TUNNEL_TARGETS.items():
+        for name, (label, make, via_connect) in TUNNEL_TARGETS.items():
             if ctx.wanted("tunnel", name):
-                rows.append(tunnel_target(ctx, name, label, make, sink_port))
+                rows.append(tunnel_target(ctx, name, label, make, via_connect, sink_port))
     direct = next((r.get("mbps") for r in rows if r["target"] == "direct"), None)
     for r in rows:
         if direct and r.get("mbps") and r["target"] != "direct":
@@ -120,16 +136,16 @@ def tunnel(ctx: Context) -> list[dict]:
     return rows
 
 
-def tunnel_target(ctx: Context, name: str, label: str, make, sink_port: int) -> dict:
+def tunnel_target(ctx: Context, name: str, label: str, make, via_connect: bool,
+                  sink_port: int) -> dict:
     row = {"scenario": "tunnel", "target": name, "label": label, "bytes": GIB}
     srv = None
     try:
-        srv = make(free_port()).start() if make else None
+        srv = make(free_port(), sink_port).start() if make else None
         runs = []
         # A 1 GiB run takes well under a second when direct: always at least 3 of them.
         for _ in range(max(3, ctx.repeats)):
-            sock = (connect_via(srv.port, sink_port) if srv
-                    else socket.create_connection(("127.0.0.1", sink_port), timeout=30))
+            sock = open_to_sink(srv, sink_port, via_connect)
             with Sampler(srv.pid if srv else None) as s:
                 secs = transfer(sock, GIB)
             runs.append({"seconds": secs, "mbps": GIB / secs / 1e6, "cpu_s": s.cpu_s,
