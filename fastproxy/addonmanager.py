@@ -26,12 +26,23 @@ from fastproxy.log import logger
 from fastproxy.options import Options
 
 
+HTTP_FLOW_EVENTS = ("requestheaders", "request", "responseheaders", "response", "error")
+
+
 class Listeners:
-    """One attribute per event: the tuple of callables listening to it."""
+    """One attribute per event: the tuple of callables listening to it. Also:
+
+    ``http_flows``: whether an HTTP/1 request needs an `HTTPFlow`, i.e. some addon other
+    than an exchange recorder listens to an HTTP event;
+    ``record_exchange``: when it does not, the ``record_exchange`` methods of the addons
+    that say ``records_exchanges = True`` (`fastproxy.proxy.capture`), else ().
+    """
 
     def __init__(self) -> None:
         for name in HOOKS:
             setattr(self, name, ())
+        self.http_flows = False
+        self.record_exchange: tuple = ()
 
 
 class Loader:
@@ -94,11 +105,23 @@ class AddonManager:
                 fn for fn in (getattr(addon, name, None) for addon in self.chain)
                 if callable(fn)
             ))
+        self._compute_recording(active)
         for name in self.body_listeners:
             self.body_listeners[name] = tuple(
                 fn for fn in getattr(self.listeners, name)
                 if getattr(getattr(fn, "__self__", fn), "needs_bodies", True)
             )
+
+    def _compute_recording(self, active: list[Any]) -> None:
+        """An addon with ``records_exchanges`` records HTTP/1 exchanges without flows,
+        unless another addon needs flows anyway (it then records those, as any addon)."""
+        listeners = self.listeners
+        listeners.http_flows = any(
+            not getattr(getattr(fn, "__self__", None), "records_exchanges", False)
+            for name in HTTP_FLOW_EVENTS for fn in getattr(listeners, name))
+        listeners.record_exchange = () if listeners.http_flows else tuple(
+            addon.record_exchange for addon in active
+            if getattr(addon, "records_exchanges", False) is True)
 
     # -- dispatch ----------------------------------------------------------------------
 

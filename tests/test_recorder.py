@@ -177,3 +177,179 @@ def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
     writer.handle(split_messages(sent))
     assert written == [b"".join(tnetstring.dumps(f.get_state()) for f in flows)]
     os.close(writer.fd)
+
+
+def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error=None,
+             limit=16 << 20, no_server=False):
+    """Run `capture` over a request (and response) as the fast path does; the data tuple
+    it hands to the recorders, and the exchange."""
+    from types import SimpleNamespace
+
+    from fastproxy._core import BODY, HTTP1Reader
+    from fastproxy.proxy import capture
+    from fastproxy.proxy.layers.routing import Route
+    from tests.test_flowfile import make_flow as make_conns
+
+    def body(reader, tee):
+        reader.decode = False
+        while reader.next_event() == BODY:
+            tee.add(reader.chunk)
+
+    conns = make_conns()
+    handed = []
+    ctx = SimpleNamespace(options=SimpleNamespace(save_body_limit=limit),
+                          client_conn=conns.client_conn,
+                          server_conn=None if no_server else conns.server_conn,
+                          listeners=SimpleNamespace(record_exchange=(
+                              lambda c, s, data: handed.append((c, s, data)),)))
+    reader = HTTP1Reader(True)
+    reader.feed(request)
+    reader.next_event()
+    head = reader.head
+    route = Route("http", "example.com", 80, b"example.com", b"/p?q=1", b"", frozenset(),
+                  None, reverse_host)
+    exchange = SimpleNamespace(ctx=ctx, head=head, route=route, rec=None,
+                               request_body_done=not reader.has_body)
+    exchange.rec = capture.start(exchange)
+    if reader.has_body:
+        body(reader, exchange.rec[capture.REQUEST_TEE])
+        capture.request_ended(exchange.rec)
+    if response is not None:
+        up = HTTP1Reader(False)
+        up.expect_response_to(head.method)
+        up.feed(response)
+        up.next_event()
+        tee = capture.response_started(exchange, up.head)
+        if error is None:
+            body(up, tee)
+    capture.record(exchange, error)
+    assert exchange.rec is None and len(handed) == 1
+    return handed[0]
+
+
+def _flow_for(client, server, data, written_state, limit):
+    """The HTTPFlow the flow path builds for the same exchange (its id and the unconnected
+    server's taken from what was written)."""
+    from fastproxy.connection import Server
+    from fastproxy.flow import Error
+    from fastproxy.http import Headers, HTTPFlow, Request, Response
+    from fastproxy.proxy.capture import exchange_state
+    state = exchange_state(data, None, None, limit)
+    if server is None:
+        server = Server.from_state(written_state["server_conn"])
+        assert server.address is None
+    flow = HTTPFlow(client, server)
+    flow.id = written_state["id"]
+    flow.timestamp_created = state["timestamp_created"]
+    flow.request = Request.from_state(state["request"])
+    if state["response"] is not None:
+        flow.response = Response.from_state(state["response"])
+    if state["error"] is not None:
+        flow.error = Error.from_state(state["error"])
+    flow.metadata.update(state["metadata"])
+    flow.comment = state["comment"]
+    assert isinstance(flow.request.headers, Headers)
+    return flow
+
+
+def test_exchange_capture_written_is_get_state_byte_for_byte():
+    """An exchange captured on the fast path, handed over as a tuple and made into a state
+    by the writer, encodes byte for byte as ``dumps(flow.get_state())`` of the flow with
+    the same fields: key order, types, de-chunked bodies, the rewritten Host, errors."""
+    import io
+    import pickle
+
+    from fastproxy.io.recorder import Snapshots
+    from fastproxy.io.writer import Writer, split_messages
+
+    get = b"GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-B: 2\r\n\r\nhello"
+    chunked = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    post = b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    captured = [
+        _capture(get, ok),
+        _capture(post, chunked, reverse_host="example.com"),
+        _capture(get, None, error="cannot connect to example.com:80"),
+        _capture(get, None, error="cannot connect to example.com:80", no_server=True),
+        _capture(get, chunked, limit=8),  # cut (the writer's limit too): marked
+        _capture(get, ok, error="connection closed: upstream went away"),  # head, no body
+        _capture(post, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ]
+    sent = bytearray()
+    snapshots = Snapshots(lambda m: sent.extend(
+        len(p := pickle.dumps(m)).to_bytes(4, "big") + p))
+    limits = [8 if i == 4 else None for i in range(len(captured))]
+    for (client, server, data), limit in zip(captured, limits):
+        sent.extend(len(p := pickle.dumps(("limit", limit))).to_bytes(4, "big") + p)
+        snapshots.send_exchange(client, server, data)
+    written = []
+
+    class Sink(Writer):
+        def write(self, data, count):
+            written.append(data)
+
+    writer = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
+    writer.handle(split_messages(sent))
+    os.close(writer.fd)
+    records = []
+    data = written[0]
+    while data:
+        state, data = tnetstring.pop(data)
+        records.append(state)
+    assert len(records) == len(captured)
+    flows = [_flow_for(client, server, data, state, limit)
+             for (client, server, data), state, limit in zip(captured, records, limits)]
+    assert written == [b"".join(tnetstring.dumps(f.get_state()) for f in flows)]
+    get_state, post_state = records[0], records[1]
+    assert get_state["request"]["headers"] == [[b"Host", b"example.com"], [b"X-A", b"1"]]
+    assert get_state["response"]["content"] == b"hello"
+    assert post_state["request"]["content"] == b"abc"
+    assert post_state["response"]["content"] == b"hello world"
+    assert records[2]["response"] is None and records[2]["error"]["msg"].startswith("cannot")
+    assert records[3]["server_conn"]["address"] is None
+    assert records[4]["response"]["content"] == b"hello wo"
+    assert records[4]["metadata"] == {TRUNCATED_KEY: {"response": 11}}
+    assert records[5]["response"]["content"] is None
+    assert records[5]["response"]["timestamp_end"] is None
+
+
+def test_chunked_tee_counts_and_keeps_like_a_gathered_body():
+    from fastproxy.io.recorder import dechunk
+    from fastproxy.proxy.capture import ChunkedTee
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (b"a" * 700, b"b" * 900, b"c" * 5))
+    body += b"0\r\nTrailer: x\r\n\r\n"
+    for split in (1, 2, 3, 7, 700, len(body)):
+        tee = ChunkedTee(1000)
+        for i in range(0, len(body), split):
+            tee.add(body[i:i + split])
+        assert tee.size == 1605
+        kept = dechunk(b"".join(tee.pieces))
+        assert len(kept) >= 1000 and (b"a" * 700 + b"b" * 900 + b"c" * 5).startswith(kept)
+        if split < 100:  # pieces stop being kept once 1000 bytes of content are
+            assert len(kept) < 1000 + split
+
+
+def test_recording_alone_keeps_the_fast_path(tmp_path):
+    """Save is the only HTTP listener: no flows for HTTP/1 (http_flows False), exchanges
+    go to Save.record_exchange; another HTTP listener brings the flows back, and Save
+    records those."""
+    from fastproxy.addonmanager import AddonManager
+
+    class Noop:
+        def response(self, flow):
+            pass
+
+    options = Options()
+    manager = AddonManager(options)
+    save = Save()
+    manager.add(save)
+    assert not manager.listeners.record_exchange  # no file: idle
+    options.update(save_stream_file=str(tmp_path / "x.flows"))
+    manager.configure_all({"save_stream_file"})
+    listeners = manager.listeners
+    assert listeners.http_flows is False
+    assert listeners.record_exchange == (save.record_exchange,)
+    assert listeners.response == (save.response,)  # HTTP/2, WebSocket flows: as before
+    manager.add(Noop())
+    assert listeners.http_flows is True and listeners.record_exchange == ()
+    save.done()

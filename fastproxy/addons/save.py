@@ -11,6 +11,10 @@ is False, so it costs the proxy nothing.
 An unwritable file is fatal at start-up (`preflight`, called by the CLI); a write that
 fails later (disk full) is logged and the proxy goes on serving.
 
+HTTP/1 exchanges need no flow to be recorded: while Save is the only addon listening to
+HTTP events, the proxy stays on its fast path and hands Save each exchange as a tuple
+(`record_exchange`, `fastproxy.proxy.capture`); the writer process builds the flow state.
+
 With ``--workers N`` (N > 1) worker *i* writes ``FILE.w<i>`` (`worker_path`), so no two
 processes share a file; ``fastproxy read FILE`` reads them all.
 """
@@ -55,6 +59,12 @@ def worker_path(path: str, workers: int, worker_index: int) -> str:
 class Save:
     """Streams finished flows to a flow file in mitmproxy's format."""
 
+    records_exchanges = True
+    """fastproxy-internal: `record_exchange` takes HTTP/1 exchanges the proxy captured
+    without building flows (`fastproxy.proxy.capture`). While no other addon listens to
+    HTTP events, recording keeps the fast path; ``response`` / ``error`` below then only
+    see the flows built anyway (HTTP/2, WebSocket handshakes)."""
+
     def __init__(self) -> None:
         self._recorder: Recorder | None = None
         self.listening = False  # idle (left out of every event) until a file is given
@@ -87,6 +97,10 @@ class Save:
                             on_error=self._report)
         except OSError as e:
             raise OptionsError(f"cannot record flows to {path}: {e.strerror or e}") from e
+
+    def record_exchange(self, client_conn: Any, server_conn: Any, data: tuple) -> None:
+        if self._recorder is not None:
+            self._recorder.add_exchange(client_conn, server_conn, data)
 
     def response(self, flow: Any) -> None:
         if flow.websocket is None:  # a WebSocket connection is recorded when it ends

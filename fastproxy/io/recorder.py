@@ -5,6 +5,9 @@ loop needs. So each proxy process starts one writer process (`fastproxy.io.write
 hands it each finished flow through a pipe. The loop pays for a snapshot of the flow and
 a pickle (a few µs: connection states are pickled once per connection, not per flow, see
 `Snapshots`); the writer truncates bodies, encodes and writes, batching what has arrived.
+HTTP/1 exchanges recorded from the fast path (`add_exchange`, `fastproxy.proxy.capture`)
+are plain tuples: they are queued and pickled together once per loop iteration, and the
+writer builds and encodes their flow states.
 Messages queued in one loop iteration go out with one non-blocking ``write``; if the
 writer falls behind, they wait in memory (up to `MAX_PENDING` bytes, then flows are
 dropped and that is reported) and the loop never blocks.
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import fcntl
+import io
 import os
 import pickle
 import subprocess
@@ -34,6 +39,7 @@ MAX_PENDING = 256 << 20
 """Bytes of handed-over flows that may wait for the writer before new flows are dropped."""
 
 _HEADER = 4
+PIPE_SIZE = 1 << 20
 
 
 class Recorder:
@@ -49,7 +55,8 @@ class Recorder:
                  on_error: Callable[[str], None]) -> None:
         self.path = path
         self._on_error = on_error
-        self._snapshots = Snapshots(self._send)
+        self._snapshots = Snapshots(self._send, self._queue)
+        self._batch: list[tuple] = []  # messages to pickle together at the next flush
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._unsent = memoryview(b"")  # the part of a write the pipe did not take
@@ -82,6 +89,14 @@ class Recorder:
         except Exception as e:  # e.g. an addon put an unpicklable object into metadata
             self._on_error(f"cannot record flow {flow.id}: {e}")
 
+    def add_exchange(self, client_conn: Any, server_conn: Any, data: tuple) -> None:
+        """Hand over an HTTP/1 exchange captured without a flow (`fastproxy.proxy.capture`);
+        the writer builds its flow state. Never blocks, never raises."""
+        try:
+            self._snapshots.send_exchange(client_conn, server_conn, data)
+        except Exception as e:
+            self._on_error(f"cannot record an exchange: {e}")
+
     def add(self, state: dict) -> None:
         """Hand a flow's state dict over for writing (it is not copied: don't change it)."""
         try:
@@ -112,7 +127,30 @@ class Recorder:
     # -- handing over ------------------------------------------------------------------
 
     def _send(self, message: tuple) -> None:
-        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        """Hand ``message`` over now (pickled now: later changes to it don't leak)."""
+        if self._batch:  # keep the order
+            self._seal()
+        self._append(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+    def _queue(self, message: tuple) -> None:
+        """Hand ``message`` over at the end of this loop iteration, pickled with the others
+        queued meanwhile (one pickle for many is several times cheaper). Only for messages
+        nothing changes afterwards: captured exchanges, fresh connection states."""
+        self._batch.append(message)
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _seal(self) -> None:
+        """Pickle the queued messages as one (a list), after what is pending."""
+        batch, self._batch = self._batch, []
+        try:
+            data = _dumps_plain(batch)
+        except Exception as e:  # noqa: BLE001 - never raise into the loop
+            self._on_error(f"cannot record {len(batch)} exchanges: {e}")
+            return
+        self._append(data)
+
+    def _append(self, data: bytes) -> None:
         if self._pending_size + len(data) > MAX_PENDING:
             self._drop()
             return
@@ -134,6 +172,8 @@ class Recorder:
 
     def _flush(self) -> None:
         """Write what is pending without blocking; the rest when the pipe has room."""
+        if self._batch:
+            self._seal()
         self._flush_scheduled = False
         if self._fd < 0:
             return
@@ -159,6 +199,8 @@ class Recorder:
                 self._report("the writer caught up; recording every flow again")
 
     def _write_all(self) -> None:
+        if self._batch:
+            self._seal()
         data = bytes(self._unsent) + b"".join(self._pending)
         self._unsent, self._pending, self._pending_size = memoryview(b""), [], 0
         view = memoryview(data)
@@ -187,6 +229,16 @@ class Recorder:
         self._on_error(line)
 
 
+def _dumps_plain(value: Any) -> bytes:
+    """`pickle.dumps` without the memo: twice as fast for a tree of plain values with
+    no object in it twice that matters (and no cycle) as captured exchanges are."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True
+    pickler.dump(value)
+    return out.getvalue()
+
+
 def _write_some(fd: int, data) -> int:
     try:
         return os.write(fd, data)
@@ -208,6 +260,10 @@ def _spawn(file_fd: int) -> tuple[subprocess.Popen, int]:
     finally:
         os.close(read_fd)
     os.set_blocking(write_fd, False)
+    try:  # room for the writer's pauses (`fastproxy.io.writer.BATCH_WAIT`)
+        fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except OSError:
+        pass  # not Linux, or over /proc/sys/fs/pipe-max-size: the default size works too
     return proc, write_fd
 
 
@@ -223,8 +279,10 @@ class Snapshots:
 
     MAX_CONNS = 4096
 
-    def __init__(self, send: Callable[[tuple], None]) -> None:
+    def __init__(self, send: Callable[[tuple], None],
+                 queue: Callable[[tuple], None] | None = None) -> None:
         self._send = send
+        self._queue = send if queue is None else queue  # for what nothing changes later
         self._conns: dict[str, tuple] = {}  # connection id -> fingerprint
 
     def send_flow(self, flow: Any) -> None:
@@ -235,14 +293,24 @@ class Snapshots:
         server = self._conn_key(flow.server_conn)
         self._send(("flow", self.flow_state(flow), client, server))
 
-    def _conn_key(self, conn: Any) -> str | None:
+    def send_exchange(self, client_conn: Any, server_conn: Any, data: tuple) -> None:
+        """An exchange `fastproxy.proxy.capture` captured (plain data, nothing changes it
+        later: queued), with its connections."""
+        queue = self._queue
+        if len(self._conns) >= self.MAX_CONNS:
+            self._conns.clear()
+            queue(("forget",))
+        queue(("exchange", data, self._conn_key(client_conn, queue),
+               self._conn_key(server_conn, queue)))
+
+    def _conn_key(self, conn: Any, send: Callable[[tuple], None] | None = None) -> str | None:
         if conn is None:
             return None
         seen = self._conns.get(conn.id)
         fingerprint = _fingerprint(conn)
         if seen != fingerprint:
             self._conns[conn.id] = fingerprint
-            self._send(("conn", conn.id, conn.get_state()))
+            (send or self._send)(("conn", conn.id, conn.get_state()))
         return conn.id
 
     @staticmethod
@@ -309,10 +377,16 @@ def truncate_bodies(state: dict, limit: int) -> None:
             message["content"] = content[:limit]
             cut[side] = len(content)
     if cut:
-        state["metadata"] = {**state.get("metadata", {}), TRUNCATED_KEY: cut}
-        note = "; ".join(f"{side} body truncated to {limit} of {size} bytes"
-                         for side, size in cut.items())
-        state["comment"] = f"{state['comment']}\n{note}" if state.get("comment") else note
+        mark_truncated(state, cut, limit)
+
+
+def mark_truncated(state: dict, cut: dict[str, int], limit: int) -> None:
+    """Note in a flow state that bodies were cut to ``limit``: ``cut`` maps "request" /
+    "response" to their original sizes."""
+    state["metadata"] = {**state.get("metadata", {}), TRUNCATED_KEY: cut}
+    note = "; ".join(f"{side} body truncated to {limit} of {size} bytes"
+                     for side, size in cut.items())
+    state["comment"] = f"{state['comment']}\n{note}" if state.get("comment") else note
 
 
 class BodyTee:

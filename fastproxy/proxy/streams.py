@@ -30,7 +30,8 @@ class Endpoint(asyncio.Protocol):
 
     __slots__ = ("reader", "transport", "loop", "closed", "on_made", "on_lost",
                  "_waiter", "_drain_waiter", "_write_paused", "_read_paused", "wait_started",
-                 "exc", "_relay_sink", "_relay_source", "_relay_done", "_relay_error")
+                 "exc", "_relay_sink", "_relay_source", "_relay_done", "_relay_error",
+                 "_relay_tee")
 
     def __init__(self, reader: HTTP1Reader, loop: asyncio.AbstractEventLoop,
                  on_made: Callable[["Endpoint"], Any] | None = None) -> None:
@@ -50,6 +51,7 @@ class Endpoint(asyncio.Protocol):
         self._relay_source: Endpoint | None = None
         self._relay_done: asyncio.Future | None = None
         self._relay_error: BaseException | None = None
+        self._relay_tee: Any = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -144,14 +146,16 @@ class Endpoint(asyncio.Protocol):
             raise ConnectionGone("connection closed")
         self.transport.writelines((first, second))
 
-    async def relay_body(self, sink: "Endpoint", head: bytes | None = None) -> None:
-        """Stream the current message body to `sink` as received (raw framing)."""
-        if not self.relay_now(sink, head):
-            await self.relay_rest(sink)
+    async def relay_body(self, sink: "Endpoint", head: bytes | None = None,
+                         tee: Any = None) -> None:
+        """Stream the current message body to `sink` as received (raw framing); each
+        piece also goes to ``tee.add`` when given (a `BodyTee`: recording)."""
+        if not self.relay_now(sink, head, tee):
+            await self.relay_rest(sink, tee)
         elif sink._write_paused:
             await sink.drain()
 
-    def relay_now(self, sink: "Endpoint", head: bytes | None = None) -> bool:
+    def relay_now(self, sink: "Endpoint", head: bytes | None = None, tee: Any = None) -> bool:
         """Write `head` and the body bytes already here to `sink`; True if that was all.
 
         The head goes out in the same write as those bytes: one syscall for a small
@@ -163,18 +167,23 @@ class Endpoint(asyncio.Protocol):
         event = reader.next_event()
         if head is not None:
             if event == BODY:
+                if tee is not None:
+                    tee.add(reader.chunk)
                 sink.write_both(head, reader.chunk)
                 event = reader.next_event()
             else:
                 sink.write(head)
         while event == BODY:
+            if tee is not None:
+                tee.add(reader.chunk)
             sink.write(reader.chunk)
             event = reader.next_event()
         return event == END
 
-    async def relay_rest(self, sink: "Endpoint") -> None:
+    async def relay_rest(self, sink: "Endpoint", tee: Any = None) -> None:
         """Relay the rest of the body from inside `data_received` until it ends."""
         self._relay_error = None
+        self._relay_tee = tee
         self._relay_done = self.loop.create_future()
         self._relay_sink, sink._relay_source = sink, self
         if self._read_paused:
@@ -189,13 +198,15 @@ class Endpoint(asyncio.Protocol):
 
     def _relay_buffered(self) -> None:
         """Write on every body byte received so far; finish the relay at the body's end."""
-        reader, sink = self.reader, self._relay_sink
+        reader, sink, tee = self.reader, self._relay_sink, self._relay_tee
         try:
             while True:
                 event = reader.next_event()
                 if event == BODY:
                     if sink.closed:
                         raise ConnectionGone("connection closed while relaying to it")
+                    if tee is not None:
+                        tee.add(reader.chunk)
                     sink.transport.write(reader.chunk)
                 elif event == END:
                     self._end_relay(None)
@@ -211,7 +222,7 @@ class Endpoint(asyncio.Protocol):
 
     def _end_relay(self, error: BaseException | None) -> None:
         sink = self._relay_sink
-        self._relay_sink = None
+        self._relay_sink = self._relay_tee = None
         if sink is not None:
             sink._relay_source = None
         if error is not None:

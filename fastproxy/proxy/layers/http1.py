@@ -20,6 +20,7 @@ from fastproxy.flow import Error
 from fastproxy.http import Headers, HTTPFlow, Request, Response
 from fastproxy.io.recorder import BodyTee
 from fastproxy.log import logger
+from fastproxy.proxy import capture
 from fastproxy.proxy.context import Layer, RootContext
 from fastproxy.proxy.layers.routing import HOP_BY_HOP, Route, route_request
 from fastproxy.proxy.layers.websocket import handshake as websocket_handshake
@@ -126,7 +127,7 @@ class Exchange:
     """One request and its response, with or without an `HTTPFlow`."""
 
     __slots__ = ("ctx", "head", "route", "flow", "upstream", "response_started",
-                 "client_keep_alive", "request_body_done")
+                 "client_keep_alive", "request_body_done", "rec")
 
     def __init__(self, ctx: RootContext, head, route: Route) -> None:
         self.ctx = ctx
@@ -137,13 +138,13 @@ class Exchange:
         self.response_started = False
         self.client_keep_alive = head.keep_alive
         self.request_body_done = not ctx.client.reader.has_body
+        self.rec: list | None = None
+        """What `capture` keeps of an exchange recorded without a flow (run_fast)."""
 
     async def run(self) -> bool:
         ctx = self.ctx
         listeners = ctx.listeners
-        if listeners.requestheaders or listeners.request or listeners.responseheaders \
-                or listeners.response or listeners.error \
-                or (self.head.upgrade and wants_handshake_flow(listeners)):
+        if listeners.http_flows or (self.head.upgrade and wants_handshake_flow(listeners)):
             return await self.run_with_flow()
         return await self.run_fast()
 
@@ -152,6 +153,7 @@ class Exchange:
     async def run_fast(self) -> bool:
         """The hot path; calls that usually need not wait are made without a coroutine."""
         head, route, ctx = self.head, self.route, self.ctx
+        rec = self.rec = capture.start(self) if ctx.listeners.record_exchange else None
         request_head = build_head(route.start_line, head.fields, route.drop, route.extra)
         upstream = ctx.pool.take_idle((route.scheme, route.host, route.port))
         if upstream is None:
@@ -165,15 +167,20 @@ class Exchange:
         if not self.request_body_done:
             await self.stream_request_body()
         resp = await self.read_response_head(upstream, head.method)
+        tee = None if rec is None else capture.response_started(self, resp)
         if resp.status_code == 101:
+            if rec is not None:
+                capture.record(self, None)
             return await self.switch_protocols(upstream, _status_line(resp), resp.fields)
         response_head = self.response_head(_status_line(resp), resp.fields,
                                            self.response_drop(resp), None)
         source, client = upstream.endpoint, ctx.client
-        if not source.relay_now(client, response_head):
-            await source.relay_rest(client)
+        if not source.relay_now(client, response_head, tee):
+            await source.relay_rest(client, tee)
         elif client._write_paused:
             await client.drain()
+        if rec is not None:
+            capture.record(self, None)
         return self.finish(upstream, resp)
 
     # -- with a flow: events for the addons -------------------------------------------
@@ -236,9 +243,10 @@ class Exchange:
     def make_flow(self) -> HTTPFlow:
         head, route, ctx = self.head, self.route, self.ctx
         flow = HTTPFlow(ctx.client_conn, ctx.server_conn, live=True)
+        now, bodyless = time.time(), not ctx.client.reader.has_body
         request = Request(route.host, route.port, head.method, route.scheme.encode(),
                           route.authority, route.path, head.version, Headers(head.fields),
-                          None if ctx.client.reader.has_body else b"", None, time.time(), None)
+                          b"" if bodyless else None, None, now, now if bodyless else None)
         if route.host_header is not None:
             request.headers["Host"] = route.host_header
         flow.request = request
@@ -327,7 +335,13 @@ class Exchange:
             return
         if self.head.expect_continue and self.head.version == b"HTTP/1.1":
             self.ctx.client.write(CONTINUE)
-        await self.stream_body(self.ctx.client, self.upstream.endpoint)
+        rec = self.rec
+        if rec is None:
+            await self.stream_body(self.ctx.client, self.upstream.endpoint)
+        else:
+            await self.ctx.client.relay_body(self.upstream.endpoint, None,
+                                             rec[capture.REQUEST_TEE])
+            capture.request_ended(rec)
         self.request_body_done = True
 
     async def stream_body(self, source, sink, head: bytes | None = None) -> None:
@@ -449,6 +463,8 @@ class Exchange:
             flow.error = Error(message)
             if self.ctx.listeners.error:
                 await self.ctx.addons.trigger("error", flow)
+        elif self.rec is not None:
+            capture.record(self, message)
 
 
 def _status_line(head) -> bytes:
