@@ -14,8 +14,10 @@ Content-Length when gathered; hop-by-hop fields (RFC 9110 §7.6.1) are not forwa
 from __future__ import annotations
 
 import time
+from typing import Any, Coroutine
 
-from fastproxy._core import BODY, CLOSED, END, HEAD, NEED_DATA, ProtocolError, build_head
+from fastproxy._core import (BODY, CLOSED, END, HEAD, NEED_DATA, ProtocolError, build_head,
+                             lowered_name)
 from fastproxy.flow import Error
 from fastproxy.http import Headers, HTTPFlow, Request, Response
 from fastproxy.io.recorder import BodyTee
@@ -141,12 +143,15 @@ class Exchange:
         self.rec: list | None = None
         """What `capture` keeps of an exchange recorded without a flow (run_fast)."""
 
-    async def run(self) -> bool:
-        ctx = self.ctx
-        listeners = ctx.listeners
+    def run(self) -> Coroutine[Any, Any, bool]:
+        """The coroutine that serves this exchange: with a flow when an addon listens.
+
+        A plain function returning the coroutine, so that awaiting it adds no frame
+        that every wake-up of the exchange would pass through."""
+        listeners = self.ctx.listeners
         if listeners.http_flows or (self.head.upgrade and wants_handshake_flow(listeners)):
-            return await self.run_with_flow()
-        return await self.run_fast()
+            return self.run_with_flow()
+        return self.run_fast()
 
     # -- no addon listens: bytes straight through -------------------------------------
 
@@ -247,14 +252,14 @@ class Exchange:
         request = Request(route.host, route.port, head.method, route.scheme.encode(),
                           route.authority, route.path, head.version, Headers(head.fields),
                           b"" if bodyless else None, None, now, now if bodyless else None)
-        if route.host_header is not None:
-            request.headers["Host"] = route.host_header
         flow.request = request
+        if route.host_header is not None:
+            request.headers.fields = _with_host(head.fields, route.host_header.encode())
         return flow
 
     def send_request(self, upstream: Upstream, request: Request) -> None:
-        start = b" ".join((request.method.encode(), request.path.encode(), self.head.version))
-        route_drop = self.route.drop - {b"host"}  # the flow's Host (make_flow, addons) is sent
+        start = request.start_line(self.head.version)
+        route_drop = _without_host(self.route.drop)  # the flow's Host (make_flow, addons) is sent
         if request.raw_content is not None and self.request_body_done:
             body = request.raw_content
             extra = [(b"Content-Length", str(len(body)).encode())] if body or \
@@ -310,10 +315,11 @@ class Exchange:
         body = response.raw_content or b""
         extra = [(b"Content-Length", str(len(body)).encode())]
         fields = list(response.headers.fields)
-        self.ctx.client.write(self.response_head(_response_line(response), fields,
-                                                 _reframed_drop(fields), extra))
+        head = self.response_head(_response_line(response), fields, _reframed_drop(fields), extra)
         if body and self.head.method != b"HEAD":
-            self.ctx.client.write(body)
+            self.ctx.client.write_both(head, body)
+        else:
+            self.ctx.client.write(head)
 
     # -- pieces -----------------------------------------------------------------------
 
@@ -472,8 +478,29 @@ def _status_line(head) -> bytes:
 
 
 def _response_line(response: Response) -> bytes:
-    return f"{response.http_version} {response.status_code} {response.reason}".encode(
-        "utf-8", "surrogateescape")
+    return response.status_line()
+
+
+def _with_host(fields: list, host: bytes) -> list:
+    """`fields` with the Host value replaced (in place of the first Host, else first)."""
+    replaced = [(name, host) if lowered_name(name) == b"host" else (name, value)
+                for name, value in fields]
+    if not any(lowered_name(name) == b"host" for name, _ in fields):
+        replaced.insert(0, (b"Host", host))
+    return replaced
+
+
+_WITHOUT_HOST: dict[frozenset, frozenset] = {}
+
+
+def _without_host(drop: frozenset) -> frozenset:
+    """`drop` less "host" (cached: routes share a few drop sets)."""
+    result = _WITHOUT_HOST.get(drop)
+    if result is None:
+        result = drop - {b"host"}
+        if len(_WITHOUT_HOST) < 256:  # Connection-listed names make drop sets vary
+            _WITHOUT_HOST[drop] = result
+    return result
 
 
 _DROP_SETS: dict[bytes, frozenset] = {}
