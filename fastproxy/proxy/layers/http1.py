@@ -190,15 +190,26 @@ class Exchange:
 
     # -- with a flow: events for the addons -------------------------------------------
 
-    async def run_with_flow(self) -> bool:
+    def gathers_bodies(self) -> bool:
+        """Whether some addon needs whole bodies (in `request` or `response`)."""
+        body_listeners = self.ctx.addons.body_listeners
+        return bool(body_listeners["request"] or body_listeners["response"])
+
+    async def request_events(self) -> bool | None:
+        """Make the flow and fire `requestheaders` and `request` (the body gathered
+        between them when an addon needs it).
+
+        Returns None when the request is to go upstream; otherwise the exchange is
+        over (an addon killed the flow or answered it) and the result says whether the
+        client connection stays open.
+        """
         ctx = self.ctx
         addons, listeners = ctx.addons, ctx.listeners
         flow = self.flow = self.make_flow()
         request = flow.request
-        gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
         if listeners.requestheaders:
             await addons.trigger("requestheaders", flow)
-        if gather and not request.stream and not self.request_body_done:
+        if self.gathers_bodies() and not request.stream and not self.request_body_done:
             request.raw_content = await self.gather_body(ctx.client, True)
             request.timestamp_end = time.time()
         if listeners.request:
@@ -208,6 +219,15 @@ class Exchange:
             return False
         if flow.response is not None:
             return await self.answer_from_flow(flow)
+        return None
+
+    async def run_with_flow(self) -> bool:
+        finished = await self.request_events()
+        if finished is not None:
+            return finished
+        ctx, flow = self.ctx, self.flow
+        addons, listeners = ctx.addons, ctx.listeners
+        request = flow.request
         if self.head.upgrade:
             await websocket_handshake(ctx, flow)
         upstream = await self.open_upstream(request.scheme, request.host, request.port)
@@ -228,7 +248,7 @@ class Exchange:
                                                list(response.headers.fields))
         if not upstream.endpoint.reader.has_body:
             return await self.deliver_bodyless(flow, upstream, resp_head)
-        if gather and not response.stream:
+        if self.gathers_bodies() and not response.stream:
             response.raw_content = await self.gather_body(upstream.endpoint, False)
             response.timestamp_end = time.time()
             return await self.deliver_gathered(flow, upstream, resp_head)

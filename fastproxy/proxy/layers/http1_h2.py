@@ -160,24 +160,10 @@ class H2UpstreamExchange(Exchange):
         self.up: H2Stream | None = None
 
     async def run(self) -> bool:
-        ctx = self.ctx
-        addons, listeners = ctx.addons, ctx.listeners
-        ctx.server_conn = self.conn.server
-        flow = self.flow = self.make_flow()
-        request = flow.request
-        gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
-        if listeners.requestheaders:
-            await addons.trigger("requestheaders", flow)
-        if gather and not request.stream and not self.request_body_done:
-            request.raw_content = await self.gather_body(ctx.client, True)
-            request.timestamp_end = time.time()
-        if listeners.request:
-            await addons.trigger("request", flow)
-        if flow.error is not None:  # killed by an addon
-            ctx.client.transport.close()
-            return False
-        if flow.response is not None:
-            return await self.answer_from_flow(flow)
+        self.ctx.server_conn = self.conn.server
+        finished = await self.request_events()
+        if finished is not None:
+            return finished
         await self.send_request_h2()
         return await self.receive_response()
 
@@ -247,8 +233,7 @@ class H2UpstreamExchange(Exchange):
             await addons.trigger("responseheaders", flow)
         if self.head.method == b"HEAD" or status in NO_BODY_STATUS:
             return await self.deliver_without_body()
-        gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
-        if (gather and not response.stream) or (up.ended and up.data.qsize() <= 1):
+        if (self.gathers_bodies() and not response.stream) or (up.ended and up.data.qsize() <= 1):
             response.raw_content = await self.gather_h2()
             response.timestamp_end = time.time()
             if up.trailers:
