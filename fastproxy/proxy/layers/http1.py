@@ -44,6 +44,15 @@ class BadUpstream(Exception):
     """The upstream sent no valid response head (closed, or not HTTP/1): a 502."""
 
 
+class StaleUpstream(BadUpstream):
+    """A reused keep-alive connection closed before any byte of the response: the origin
+    timed it out as the request went out. An idempotent request without a body is then
+    sent again on a fresh connection (RFC 9112 §9.3.1, RFC 9110 §9.2.2)."""
+
+
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+
+
 class HttpLayer(Layer):
     """Serves HTTP/1 requests on the client connection until it closes.
 
@@ -168,10 +177,18 @@ class Exchange:
         else:
             self.upstream = upstream
             ctx.server_conn = upstream.server
+        had_body = not self.request_body_done
         upstream.endpoint.write(request_head)
-        if not self.request_body_done:
+        if had_body:
             await self.stream_request_body()
-        resp = await self.read_response_head(upstream, head.method)
+        try:
+            resp = await self.read_response_head(upstream, head.method)
+        except StaleUpstream:
+            upstream = await self.reopen_stale(upstream, had_body)
+            if upstream is None:
+                return False
+            upstream.endpoint.write(request_head)
+            resp = await self.read_response_head(upstream, head.method)
         tee = None if rec is None else capture.response_started(self, resp)
         if resp.status_code == 101:
             if rec is not None:
@@ -233,11 +250,19 @@ class Exchange:
         upstream = await self.open_upstream(request.scheme, request.host, request.port)
         if upstream is None:
             return False
+        had_body = not self.request_body_done
         self.send_request(upstream, request)
-        if not self.request_body_done:
+        if had_body:
             await self.stream_request_body()
             request.timestamp_end = time.time()
-        resp_head = await self.read_response_head(upstream, self.head.method)
+        try:
+            resp_head = await self.read_response_head(upstream, self.head.method)
+        except StaleUpstream:
+            upstream = await self.reopen_stale(upstream, had_body)
+            if upstream is None:
+                return False
+            self.send_request(upstream, request)
+            resp_head = await self.read_response_head(upstream, self.head.method)
         response = flow.response = Response(resp_head.version, resp_head.status_code,
                                             resp_head.reason, Headers(resp_head.fields),
                                             None, None, time.time(), None)
@@ -343,9 +368,22 @@ class Exchange:
 
     # -- pieces -----------------------------------------------------------------------
 
-    async def open_upstream(self, scheme: str, host: str, port: int) -> Upstream | None:
+    async def reopen_stale(self, stale: Upstream, had_body: bool) -> Upstream | None:
+        """A fresh connection to send the request again on, when that is safe; else the
+        StaleUpstream goes on (a 502)."""
+        if had_body or self.head.method not in IDEMPOTENT:
+            raise StaleUpstream("upstream closed the connection before responding")
+        logger.debug("%s: pooled connection to %s:%d was closed; retrying on a new one",
+                     _peer(self.ctx), *stale.key[1:])
+        stale.endpoint.close()
+        return await self.open_upstream(*stale.key, fresh=True)
+
+    async def open_upstream(self, scheme: str, host: str, port: int,
+                            fresh: bool = False) -> Upstream | None:
+        pool = self.ctx.pool
         try:
-            upstream = self.upstream = await self.ctx.pool.acquire(scheme, host, port)
+            upstream = self.upstream = await (pool.open((scheme, host, port)) if fresh
+                                              else pool.acquire(scheme, host, port))
         except UpstreamError as e:
             await self.fail(str(e))
             self.ctx.client.write(_error_response(502, str(e), close=True))
@@ -428,7 +466,9 @@ class Exchange:
             except ProtocolError as e:
                 raise BadUpstream(f"bad response from upstream: {e}") from None
             if event != HEAD:
-                raise BadUpstream("upstream closed the connection before responding")
+                stale = upstream.reused and not self.response_started
+                raise (StaleUpstream if stale else BadUpstream)(
+                    "upstream closed the connection before responding")
             self.response_started = True
             head = endpoint.reader.head
             if head.status_code >= 200 or head.status_code == 101:
