@@ -19,7 +19,7 @@ import sys
 import types
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Awaitable, Iterable
 
 from fastproxy.hooks import HOOKS
 from fastproxy.log import logger
@@ -127,10 +127,36 @@ class AddonManager:
 
     async def trigger(self, name: str, *args: Any) -> None:
         """Call every listener of `name` in order, awaiting coroutines."""
-        for fn in getattr(self.listeners, name):
+        await self._run(name, getattr(self.listeners, name), args)
+
+    def fire(self, name: str, *args: Any) -> Awaitable[None] | None:
+        """`trigger` for the per-request hot path: calls plain-function listeners at once
+        and returns None, so no coroutine is made; once a listener returns a coroutine,
+        returns an awaitable that finishes it and the remaining listeners in order."""
+        listeners = getattr(self.listeners, name)
+        for i, fn in enumerate(listeners):
             try:
                 result = fn(*args)
-                if inspect.isawaitable(result):
+            except Exception:
+                logger.exception("Addon error in %s hook %s", name, _describe(fn))
+                continue
+            if result is not None and inspect.isawaitable(result):
+                return self._resume(name, fn, result, listeners[i + 1:], args)
+        return None
+
+    async def _resume(self, name: str, fn, pending: Awaitable, rest: tuple,
+                      args: tuple) -> None:
+        try:
+            await pending
+        except Exception:
+            logger.exception("Addon error in %s hook %s", name, _describe(fn))
+        await self._run(name, rest, args)
+
+    async def _run(self, name: str, listeners: tuple, args: tuple) -> None:
+        for fn in listeners:
+            try:
+                result = fn(*args)
+                if result is not None and inspect.isawaitable(result):
                     await result
             except Exception:
                 logger.exception("Addon error in %s hook %s", name, _describe(fn))

@@ -225,12 +225,16 @@ class Exchange:
         flow = self.flow = self.make_flow()
         request = flow.request
         if listeners.requestheaders:
-            await addons.trigger("requestheaders", flow)
+            pending = addons.fire("requestheaders", flow)
+            if pending is not None:
+                await pending
         if self.gathers_bodies() and not request.stream and not self.request_body_done:
             request.raw_content = await self.gather_body(ctx.client, True)
             request.timestamp_end = time.time()
         if listeners.request:
-            await addons.trigger("request", flow)
+            pending = addons.fire("request", flow)
+            if pending is not None:
+                await pending
         if flow.error is not None:  # killed by an addon
             ctx.client.transport.close()
             return False
@@ -267,7 +271,9 @@ class Exchange:
                                             resp_head.reason, Headers(resp_head.fields),
                                             None, None, time.time(), None)
         if listeners.responseheaders:
-            await addons.trigger("responseheaders", flow)
+            pending = addons.fire("responseheaders", flow)
+            if pending is not None:
+                await pending
         if resp_head.status_code == 101:
             return await self.switch_protocols(upstream, _response_line(response),
                                                list(response.headers.fields))
@@ -287,7 +293,9 @@ class Exchange:
             await self.stream_body(upstream.endpoint, ctx.client, response_head)
         response.timestamp_end = time.time()
         if listeners.response:
-            await addons.trigger("response", flow)
+            pending = addons.fire("response", flow)
+            if pending is not None:
+                await pending
         return self.finish(upstream, resp_head)
 
     def make_flow(self) -> HTTPFlow:
@@ -323,13 +331,17 @@ class Exchange:
             self.client_keep_alive = False  # the unread request body would be taken as a request
         response = flow.response
         if self.ctx.listeners.response:
-            await self.ctx.addons.trigger("response", flow)
+            pending = self.ctx.addons.fire("response", flow)
+            if pending is not None:
+                await pending
         self.write_response(response)
         return self.client_keep_alive
 
     async def deliver_gathered(self, flow: HTTPFlow, upstream: Upstream, resp_head) -> bool:
         if self.ctx.listeners.response:
-            await self.ctx.addons.trigger("response", flow)
+            pending = self.ctx.addons.fire("response", flow)
+            if pending is not None:
+                await pending
         if flow.error is not None:
             upstream.endpoint.close()
             return False
@@ -344,7 +356,9 @@ class Exchange:
         response.raw_content = b""
         response.timestamp_end = time.time()
         if self.ctx.listeners.response:
-            await self.ctx.addons.trigger("response", flow)
+            pending = self.ctx.addons.fire("response", flow)
+            if pending is not None:
+                await pending
         if flow.error is not None:
             upstream.endpoint.close()
             return False
