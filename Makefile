@@ -24,7 +24,8 @@ $(MITM_STAMP):
 	$(MITM_VENV)/bin/python -m pip install -q mitmproxy==11.0.2
 	touch $@
 
-# Cythonize and compile fastproxy._core in place; a no-op when nothing changed.
+# Cythonize and compile fastproxy._core and fastproxy.io._encode in place; a no-op when
+# nothing changed.
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
@@ -35,9 +36,11 @@ test: build $(MITM_STAMP)
 	FASTPROXY_MITMPROXY_PYTHON=$(abspath $(MITM_VENV))/bin/python \
 		$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
-# Cython annotation (fastproxy/_core.html) and a linetrace build for profilers.
+# Cython annotation (fastproxy/_core.html, fastproxy/io/_encode.html) and a linetrace build
+# for profilers.
 debug: $(STAMP)
 	$(VENV)/bin/cython -a -3 fastproxy/_core.pyx
+	$(VENV)/bin/cython -a -3 fastproxy/io/_encode.pyx
 	FASTPROXY_LINETRACE=1 $(PY) setup.py -q build_ext --inplace --force
 
 bench: build
@@ -48,4 +51,5 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check fastproxy tests bench
 
 clean:
-	rm -rf build *.egg-info fastproxy/*.so fastproxy/_core.c fastproxy/_core.html .pytest_cache
+	rm -rf build *.egg-info fastproxy/*.so fastproxy/_core.c fastproxy/_core.html \
+		fastproxy/io/*.so fastproxy/io/_encode.c fastproxy/io/_encode.html .pytest_cache

@@ -1,4 +1,5 @@
-"""Build the required Cython extension fastproxy._core (no pure-Python fallback)."""
+"""Build the required Cython extensions (no pure-Python fallback for either):
+fastproxy._core (HTTP/1 reader, relay) and fastproxy.io._encode (the recorder's encoder)."""
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -7,7 +8,12 @@ extensions = [
         "fastproxy._core",
         ["fastproxy/_core.pyx"],
         extra_compile_args=["-O2"],
-    )
+    ),
+    Extension(
+        "fastproxy.io._encode",
+        ["fastproxy/io/_encode.pyx"],
+        extra_compile_args=["-O2"],
+    ),
 ]
 
 setup(

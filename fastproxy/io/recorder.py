@@ -6,8 +6,8 @@ hands it each finished flow through a pipe. The loop pays for a snapshot of the 
 a pickle (a few µs: connection states are pickled once per connection, not per flow, see
 `Snapshots`); the writer truncates bodies, encodes and writes, batching what has arrived.
 HTTP/1 exchanges recorded from the fast path (`add_exchange`, `fastproxy.proxy.capture`)
-are plain tuples: they are queued and pickled together once per loop iteration, and the
-writer builds and encodes their flow states.
+are plain tuples: they are queued and pickled together once per loop iteration (pickle
+protocol 5, one ``dumps`` for the batch), and the writer encodes their flow states.
 Messages queued in one loop iteration go out with one non-blocking ``write``; if the
 writer falls behind, they wait in memory (up to `MAX_PENDING` bytes, then flows are
 dropped and that is reported) and the loop never blocks.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import fcntl
-import io
 import os
 import pickle
 import subprocess
@@ -143,8 +142,8 @@ class Recorder:
     def _seal(self) -> None:
         """Pickle the queued messages as one (a list), after what is pending."""
         batch, self._batch = self._batch, []
-        try:
-            data = _dumps_plain(batch)
+        try:  # with the memo: the connection ids repeated in a batch are written once
+            data = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
         except Exception as e:  # noqa: BLE001 - never raise into the loop
             self._on_error(f"cannot record {len(batch)} exchanges: {e}")
             return
@@ -229,16 +228,6 @@ class Recorder:
         self._on_error(line)
 
 
-def _dumps_plain(value: Any) -> bytes:
-    """`pickle.dumps` without the memo: twice as fast for a tree of plain values with
-    no object in it twice that matters (and no cycle) as captured exchanges are."""
-    out = io.BytesIO()
-    pickler = pickle.Pickler(out, pickle.HIGHEST_PROTOCOL)
-    pickler.fast = True
-    pickler.dump(value)
-    return out.getvalue()
-
-
 def _write_some(fd: int, data) -> int:
     try:
         return os.write(fd, data)
@@ -295,13 +284,30 @@ class Snapshots:
 
     def send_exchange(self, client_conn: Any, server_conn: Any, data: tuple) -> None:
         """An exchange `fastproxy.proxy.capture` captured (plain data, nothing changes it
-        later: queued), with its connections."""
-        queue = self._queue
-        if len(self._conns) >= self.MAX_CONNS:
-            self._conns.clear()
+        later: queued as ``(data, client key, server key)``), with its connections.
+        The connections are checked inline, for the fields the proxy changes after set-up
+        (see `_fingerprint`): this runs once per request."""
+        queue, conns = self._queue, self._conns
+        if len(conns) >= self.MAX_CONNS:
+            conns.clear()
             queue(("forget",))
-        queue(("exchange", data, self._conn_key(client_conn, queue),
-               self._conn_key(server_conn, queue)))
+        ckey = client_conn.id
+        seen = conns.get(ckey)
+        if seen is None or seen[0] != client_conn.timestamp_end or \
+                seen[1] != client_conn.timestamp_tls_setup or seen[2] != client_conn.error:
+            conns[ckey] = _fingerprint(client_conn)
+            queue(("conn", ckey, client_conn.get_state()))
+        if server_conn is None:
+            queue((data, ckey, None))
+            return
+        skey = server_conn.id
+        seen = conns.get(skey)
+        if seen is None or seen[0] != server_conn.timestamp_end or \
+                seen[1] != server_conn.timestamp_tls_setup or seen[2] != server_conn.error \
+                or seen[3] != server_conn.timestamp_tcp_setup:
+            conns[skey] = _fingerprint(server_conn)
+            queue(("conn", skey, server_conn.get_state()))
+        queue((data, ckey, skey))
 
     def _conn_key(self, conn: Any, send: Callable[[tuple], None] | None = None) -> str | None:
         if conn is None:
@@ -342,10 +348,12 @@ class Snapshots:
 
 
 def _fingerprint(conn: Any) -> tuple:
-    """The connection fields that change after it is set up (TLS, the end, an error)."""
-    return (conn.timestamp_end, conn.timestamp_tls_setup, conn.error, conn.tls_version,
-            conn.sni, conn.alpn, conn.peername, conn.sockname,
-            getattr(conn, "timestamp_tcp_setup", None), len(conn.certificate_list))
+    """What tells that a connection's state changed since it was sent: the proxy sets the
+    fields that change after a connection is accepted or opened together with one of
+    these (peername and sockname with timestamp_tcp_setup, sni, alpn, tls_version and the
+    certificates with timestamp_tls_setup: `upstream`, `layers.tls`), or at the end."""
+    return (conn.timestamp_end, conn.timestamp_tls_setup, conn.error,
+            getattr(conn, "timestamp_tcp_setup", None))
 
 
 def _open(path: str, append: bool) -> int:

@@ -12,8 +12,9 @@ loop iteration together). Messages (tuples):
   ("conn", key, state)     a connection's state, referenced by later flows
   ("flow", state, ckey, skey)  a flow state whose client_conn/server_conn are those keys
                            (None: the state carries its own)
-  ("exchange", data, ckey, skey)  an HTTP/1 exchange captured without a flow
-                           (`fastproxy.proxy.capture`); its state is built here
+  (data, ckey, skey)       an HTTP/1 exchange captured without a flow
+                           (`fastproxy.proxy.capture`), encoded here by the C encoder
+                           (`fastproxy.io._encode`) straight into the batch's buffer
   ("limit", n)             body limit from now on (None: none)
   ("forget",)              drop the connection states (the proxy's cache was cleared)
 
@@ -31,8 +32,9 @@ import time
 
 from fastproxy.connection import Server
 from fastproxy.io import tnetstring
+from fastproxy.io._encode import FlowBuffer
 from fastproxy.io.recorder import truncate_bodies
-from fastproxy.proxy.capture import encode_exchange, request_headers
+from fastproxy.proxy.capture import exchange_state
 
 HEADER = 4
 READ_SIZE = 1 << 20
@@ -56,11 +58,11 @@ class Writer:
         self.limit: int | None = None
         self.conns: dict = {}
         self.headers: dict[tuple, bytes] = {}
-        self.exchange_headers: dict[tuple, bytes] = {}
+        self.buffer = FlowBuffer()
 
     def handle(self, messages: list[bytes]) -> None:
         """Encode the flows among ``messages`` and write them with one call."""
-        encoded, count = [], 0
+        buffer, count = self.buffer, 0
         for raw in messages:
             try:
                 message = pickle.loads(raw)
@@ -69,18 +71,17 @@ class Writer:
                 continue
             for one in message if type(message) is list else (message,):
                 try:
-                    data = self.apply(one)
+                    count += self.apply(one)
                 except Exception as e:  # noqa: BLE001 - one bad flow must not stop the others
                     self.report(str(e) if isinstance(e, ValueError) else f"bad message: {e!r}")
-                    continue
-                if data is not None:
-                    encoded.append(data)
-                    count += 1
-        if encoded:
-            self.write(b"".join(encoded), count)
+        if len(buffer):
+            self.write(buffer.take(), count)
 
-    def apply(self, message: tuple) -> bytes | None:
+    def apply(self, message: tuple) -> int:
+        """Act on one message; how many flows it appended to the buffer (0 or 1)."""
         kind = message[0]
+        if type(kind) is tuple:  # an exchange: the most frequent by far
+            return self.exchange(*message)
         if kind == "flow":
             _, state, ckey, skey = message
             if ckey is not None:
@@ -93,20 +94,27 @@ class Writer:
                 if self.limit is not None:
                     truncate_bodies(state, self.limit)
                 self.reuse_headers(state)
-                return tnetstring.dumps(state)
+                self.buffer.append(tnetstring.dumps(state))
             except Exception as e:  # noqa: BLE001 - e.g. an object an addon put in metadata
                 raise ValueError(f"cannot record flow {state.get('id')}: {e}") from None
-        if kind == "exchange":
-            _, data, ckey, skey = message
-            return encode_exchange(data, self.conns[ckey], self.conns.get(skey), self.limit,
-                                   self.encoded_headers)
+            return 1
         if kind == "conn":  # encoded once here, not once per flow
             self.conns[message[1]] = tnetstring.Encoded(tnetstring.dumps(message[2]))
         elif kind == "limit":
             self.limit = message[1]
         elif kind == "forget":
             self.conns.clear()
-        return None
+        return 0
+
+    def exchange(self, data: tuple, ckey: str, skey: str | None) -> int:
+        """Encode a captured exchange; in Python only when a body must be cut (rare)."""
+        client = self.conns[ckey]
+        server = self.conns[skey] if skey is not None else \
+            tnetstring.Encoded(tnetstring.dumps(Server(address=None).get_state()))
+        if not self.buffer.exchange(data, client, server, self.limit):
+            self.buffer.append(tnetstring.dumps(exchange_state(data, client, server,
+                                                               self.limit)))
+        return 1
 
     def reuse_headers(self, state: dict) -> None:
         """Put in the encoding of header fields seen before: a client sends the same
@@ -123,18 +131,6 @@ class Writer:
                     cache.clear()
                 encoded = cache[fields] = tnetstring.Encoded(tnetstring.dumps(fields))
             message["headers"] = encoded
-
-    def encoded_headers(self, fields: list, host_header: str | None) -> bytes:
-        """The encoding of an exchange's header fields (`encode_exchange`), cached as in
-        `reuse_headers`; with ``host_header``, a request's fields with Host rewritten."""
-        cache, key = self.exchange_headers, (tuple(fields), host_header)
-        encoded = cache.get(key)
-        if encoded is None:
-            if len(cache) >= MAX_CACHED_HEADERS:
-                cache.clear()
-            state = request_headers(fields, host_header)
-            encoded = cache[key] = tnetstring.Encoded(tnetstring.dumps(state))
-        return encoded
 
     def write(self, data: bytes, count: int) -> None:
         try:

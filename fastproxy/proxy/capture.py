@@ -7,16 +7,19 @@ the only HTTP listener is a recorder that takes raw exchanges (an addon with
 method, such as `fastproxy.addons.save.Save`), the addon manager says so
 (``listeners.record_exchange``, and ``listeners.http_flows`` stays False), and
 `Exchange.run_fast` keeps, per exchange, only what the recorded flow needs, in one list
-(`start`): the times, the response head and a `BodyTee` per body (the relay hands it each
-piece with its transfer framing). `record` turns that into one flat tuple of bytes, str,
-ints and floats, cheap to pickle, and hands it to the recorder with the two connections
-(whose states the recorder sends once per connection).
+(`start`, a `Capture`): the times, the response head and the bodies (the relay hands each
+piece with its transfer framing to the body's tee). A response body with a Content-Length
+within the limit needs no tee object: the `Capture` list itself takes its pieces
+(``add`` is ``list.append``, no Python frame per piece). `record` turns that into one flat
+tuple of bytes, str, ints and floats, cheap to pickle, and hands it to the recorder with
+the two connections (whose states the recorder sends once per connection).
 
-The writer process turns the tuple into the state dict `HTTPFlow.get_state()` gives for
-the same exchange on the flow path, key for key (`exchange_state`; tests/test_recorder.py
-compares the encoded bytes): bodies de-chunked, the Host field rewritten as the flow path
-does in reverse mode, bodies longer than the limit cut and marked as `truncate_bodies`
-marks them.
+The writer process encodes the tuple (`fastproxy.io._encode`, in C) as the state dict
+`HTTPFlow.get_state()` gives for the same exchange on the flow path, key for key
+(`exchange_state` is that dict; tests/test_recorder.py compares the encoded bytes): bodies
+de-chunked, the Host field rewritten as the flow path does in reverse mode. Bodies longer
+than the limit are cut and marked as `truncate_bodies` marks them (`exchange_state`, in
+Python: rare).
 
 An exchange that fails (no upstream, the upstream closed, a connection lost in the middle
 of a body) is recorded by `Exchange.fail` with its error message, as the flow path records
@@ -26,38 +29,50 @@ the flow at ``error``.
 from __future__ import annotations
 
 import time
-import uuid
-from random import getrandbits as _random_bits
-from typing import Any, Callable
+from typing import Any
 
 from fastproxy.flow import FLOW_FORMAT_VERSION
-from fastproxy.io import tnetstring
+from fastproxy.ids import new_id
 from fastproxy.io.recorder import BodyTee, dechunk, mark_truncated
 
-# Slots of the list `start` makes (one per recorded exchange).
+# Slots of the list `start` makes (one per recorded exchange); a response body's pieces
+# follow them when the list is its tee (`response_started`).
 T_START, REQUEST_TEE, T_REQUEST_END, RESPONSE, T_RESPONSE_START, RESPONSE_TEE = range(6)
+_SLOTS = 6
 
 
-def start(exchange: Any) -> list:
+class Capture(list):
+    """What is kept of one exchange (the slots above), and the tee of a response body
+    known to fit the limit: ``add`` appends each piece after the slots."""
+
+    __slots__ = ()
+    add = list.append
+
+
+def start(exchange: Any) -> Capture:
     """The capture of an exchange (`http1.Exchange`) whose request head just arrived."""
     now = time.time()
     if not exchange.request_body_done:
-        return [now, tee(exchange.ctx.options.save_body_limit, exchange.head),
-                None, None, None, None]
-    return [now, None, now, None, None, None]  # a bodyless request ends with its head
+        return Capture((now, tee(exchange.ctx.options.save_body_limit, exchange.head),
+                        None, None, None, None))
+    return Capture((now, None, now, None, None, None))  # a bodyless request ends with its head
 
 
 def request_ended(rec: list) -> None:
     rec[T_REQUEST_END] = time.time()
 
 
-def response_started(exchange: Any, head: Any) -> BodyTee:
-    """Note the response head; the returned tee takes its body."""
+def response_started(exchange: Any, head: Any) -> Any:
+    """Note the response head; the returned tee takes its body (the capture itself when
+    the body has a Content-Length within the limit: no object per response)."""
     rec = exchange.rec
     rec[RESPONSE] = head
     rec[T_RESPONSE_START] = time.time()
-    body_tee = rec[RESPONSE_TEE] = tee(exchange.ctx.options.save_body_limit, head)
-    return body_tee
+    limit = exchange.ctx.options.save_body_limit
+    if head.chunked or not 0 <= head.content_length <= limit:
+        body_tee = rec[RESPONSE_TEE] = tee(limit, head)
+        return body_tee
+    return rec
 
 
 def tee(limit: int, head: Any) -> BodyTee:
@@ -119,22 +134,35 @@ def record(exchange: Any, error: str | None) -> None:
     now = time.time()
     head, route, resp = exchange.head, exchange.route, rec[RESPONSE]
     t_request_end = rec[T_REQUEST_END]
-    if resp is None:
-        response = _NO_RESPONSE
+    if t_request_end is None:
+        req_body, req_size, req_chunked = None, 0, False
+    elif rec[REQUEST_TEE] is None:
+        req_body, req_size, req_chunked = b"", 0, False
     else:
-        done = error is None
-        response = (resp.version, resp.status_code, resp.reason, resp.fields,
-                    rec[T_RESPONSE_START], *_body(rec[RESPONSE_TEE], done, resp.chunked),
-                    now if done else None)
-    data = (rec[T_START], head.method, route.scheme, route.host, route.port, route.authority,
-            route.path, head.version, head.fields, route.host_header,
-            *_body(rec[REQUEST_TEE], t_request_end is not None, head.chunked), t_request_end,
-            *response, error, now)
+        req_body, req_size, req_chunked = _body(rec[REQUEST_TEE], True, head.chunked)
+    if resp is None:
+        data = (rec[T_START], head.method, route.scheme, route.host, route.port,
+                route.authority, route.path, head.version, head.fields, route.host_header,
+                req_body, req_size, req_chunked, t_request_end,
+                None, None, None, None, None, None, None, None, None, error, now)
+    else:
+        if error is not None:
+            resp_body, resp_size, resp_chunked = None, 0, False
+        elif rec[RESPONSE_TEE] is None:  # the capture was the tee: all of it is kept
+            size = len(rec)
+            resp_body = b"" if size == _SLOTS else rec[_SLOTS] if size == _SLOTS + 1 \
+                else b"".join(rec[_SLOTS:])
+            resp_size, resp_chunked = len(resp_body), False
+        else:
+            resp_body, resp_size, resp_chunked = _body(rec[RESPONSE_TEE], True, resp.chunked)
+        data = (rec[T_START], head.method, route.scheme, route.host, route.port,
+                route.authority, route.path, head.version, head.fields, route.host_header,
+                req_body, req_size, req_chunked, t_request_end,
+                resp.version, resp.status_code, resp.reason, resp.fields,
+                rec[T_RESPONSE_START], resp_body, resp_size, resp_chunked,
+                None if error is not None else now, error, now)
     for fn in ctx.listeners.record_exchange:
         fn(ctx.client_conn, ctx.server_conn, data)
-
-
-_NO_RESPONSE = (None,) * 9
 
 
 def _body(tee: BodyTee | None, complete: bool, chunked: bool) -> tuple:
@@ -166,7 +194,7 @@ def exchange_state(data: tuple, client_conn: Any, server_conn: Any,
     state = {
         "version": FLOW_FORMAT_VERSION,
         "type": "http",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "error": None if error is None else {"msg": error, "timestamp": t_error},
         "client_conn": client_conn,
         "server_conn": server_conn,
@@ -233,92 +261,3 @@ def request_headers(fields: list, host_header: str | None) -> tuple:
     if not any(name.lower() == b"host" for name, _ in fields):
         replaced = ((b"Host", host),) + replaced
     return replaced
-
-
-# The same state, encoded directly: what `tnetstring.dumps(exchange_state(...))` writes,
-# byte for byte (a dict's items last to first), in a fraction of the time: this is the
-# writer's cost per flow, and the writer shares the machine with the proxy.
-
-def _float(value: float | None) -> bytes:
-    if value is None:
-        return b"0:~"
-    text = b"%r" % value  # repr(): what mitmproxy writes
-    return b"%d:%s^" % (len(text), text)
-
-
-def _optional(value: bytes | None) -> bytes:
-    return b"0:~" if value is None else b"%d:%s," % (len(value), value)
-
-
-def _template(keys: str) -> bytes:
-    """``KEY<value>...``, each key encoded, each value a %s (already encoded)."""
-    return b"".join(tnetstring.dumps(key) + b"%s" for key in keys.split())
-
-
-_REQUEST = _template("path authority scheme method port host timestamp_end timestamp_start "
-                     "trailers content headers http_version")
-_RESPONSE = _template("reason status_code timestamp_end timestamp_start trailers content "
-                      "headers http_version")
-_FLOW = _template("websocket response request backup timestamp_created comment metadata "
-                  "marked is_replay intercepted server_conn client_conn error id type "
-                  "version")
-_NONE, _EMPTY_STR, _EMPTY_DICT, _FALSE = (tnetstring.dumps(v) for v in (None, "", {}, False))
-_HTTP, _VERSION = tnetstring.dumps("http"), tnetstring.dumps(FLOW_FORMAT_VERSION)
-
-
-def _int(value: int) -> bytes:
-    text = b"%d" % value
-    return b"%d:%s#" % (len(text), text)
-
-
-def _str(value: str) -> bytes:
-    data = value.encode("utf-8", "surrogateescape")
-    return b"%d:%s;" % (len(data), data)
-
-
-def _uuid4() -> str:
-    """A random (version 4) UUID, as `uuid.uuid4()` but cheaper (not for secrets)."""
-    h = "%032x" % (_random_bits(128) & 0xFFFFFFFFFFFF0FFF3FFFFFFFFFFFFFFF
-                   | 0x00000000000040008000000000000000)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def encode_exchange(data: tuple, client_conn: bytes, server_conn: bytes | None,
-                    limit: int | None, headers: Callable[[Any, Any], bytes]) -> bytes:
-    """``tnetstring.dumps(exchange_state(data, ...))``, faster: the connection states come
-    encoded, header fields through ``headers(fields, host_header)`` (the writer's cache)."""
-    (t_start, method, scheme, host, port, authority, path, version, fields, host_header,
-     req_body, req_size, req_chunked, t_req_end,
-     resp_version, status, reason, resp_fields, t_resp_start, resp_body, resp_size,
-     resp_chunked, t_resp_end, error, t_error) = data
-    if limit is not None and (req_size > limit or (resp_size or 0) > limit):  # rare: cut
-        return tnetstring.dumps(exchange_state(data, client_conn, server_conn, limit))
-    if server_conn is None:
-        from fastproxy.connection import Server
-        server_conn = tnetstring.dumps(Server(address=None).get_state())
-    if req_body is not None and req_chunked:
-        req_body = dechunk(req_body)
-    started = _float(t_start)
-    request = _REQUEST % (
-        b"%d:%s," % (len(path), path), b"%d:%s," % (len(authority), authority),
-        b"%d:%s," % (len(scheme), scheme.encode()), b"%d:%s," % (len(method), method),
-        _int(port), _str(host), started if t_req_end == t_start else _float(t_req_end),
-        started, _NONE,
-        _optional(req_body), headers(fields, host_header),
-        b"%d:%s," % (len(version), version))
-    if status is None:
-        response = _NONE
-    else:
-        if resp_body is not None and resp_chunked:
-            resp_body = dechunk(resp_body)
-        response = _RESPONSE % (
-            b"%d:%s," % (len(reason), reason), _int(status), _float(t_resp_end),
-            _float(t_resp_start), _NONE, _optional(resp_body), headers(resp_fields, None),
-            b"%d:%s," % (len(resp_version), resp_version))
-        response = b"%d:%s}" % (len(response), response)
-    flow = _FLOW % (
-        _NONE, response, b"%d:%s}" % (len(request), request), _NONE, started,
-        _EMPTY_STR, _EMPTY_DICT, _EMPTY_STR, _NONE, _FALSE, server_conn, client_conn,
-        _NONE if error is None else tnetstring.dumps({"msg": error, "timestamp": t_error}),
-        b"36:%s;" % _uuid4().encode(), _HTTP, _VERSION)
-    return b"%d:%s}" % (len(flow), flow)

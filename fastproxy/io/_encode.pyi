@@ -1,0 +1,18 @@
+"""Types of the writer's encoder (fastproxy/io/_encode.pyx) for Python callers."""
+
+class FlowBuffer:
+    """Encoded flow records, appended one after the other; `take` empties it."""
+
+    def __len__(self) -> int: ...
+    def take(self) -> bytes:
+        """Everything appended so far; the buffer is empty after."""
+    def append(self, record: bytes) -> None:
+        """Append an already encoded record."""
+    def exchange(self, data: tuple, client_conn: bytes, server_conn: bytes,
+                 limit: int | None) -> bool:
+        """Append the record of a captured exchange (`fastproxy.proxy.capture.record`)
+        with these encoded connection states; False, with nothing appended, when a body
+        is longer than ``limit``."""
+
+def _float_leaf(value: float | None) -> bytes:
+    """How a float is encoded (for tests): as ``tnetstring.dumps(value)``."""

@@ -1,0 +1,156 @@
+"""The writer's C encoder (fastproxy.io._encode) writes what the Python encoder writes for
+the state `capture.exchange_state` builds: byte for byte, for every shape of exchange."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from fastproxy.io import tnetstring
+from fastproxy.io._encode import FlowBuffer
+from fastproxy.proxy.capture import exchange_state
+
+CLIENT = tnetstring.dumps({"id": "c", "peername": ("127.0.0.1", 1), "tls": False})
+SERVER = tnetstring.dumps({"id": "s", "address": ("example.com", 80), "sni": None})
+FIELDS = [(b"Host", b"example.com"), (b"X-A", b"1")]
+
+
+def exchange(**changes):
+    """A captured exchange tuple (`capture.record`), with ``changes`` by field name."""
+    names = ("t_start method scheme host port authority path version fields host_header "
+             "req_body req_size req_chunked t_req_end resp_version status reason "
+             "resp_fields t_resp_start resp_body resp_size resp_chunked t_resp_end error "
+             "t_error").split()
+    values = dict(zip(names, (
+        1700000000.123456, b"GET", "http", "example.com", 80, b"example.com", b"/p?q=1",
+        b"HTTP/1.1", FIELDS, None, b"", 0, False, 1700000000.123456,
+        b"HTTP/1.1", 200, b"OK", [(b"Content-Length", b"5")], 1700000000.2, b"hello", 5,
+        False, 1700000000.25, None, 1700000000.3)))
+    values.update(changes)
+    return tuple(values[name] for name in names)
+
+
+def expected(data, written: bytes, limit=None) -> bytes:
+    state = exchange_state(data, tnetstring.Encoded(CLIENT), tnetstring.Encoded(SERVER), limit)
+    state["id"] = tnetstring.loads(written)["id"]
+    return tnetstring.dumps(state)
+
+
+CASES = {
+    "get": exchange(),
+    "reverse host replaced": exchange(host_header="127.0.0.1:8080"),
+    "reverse host added": exchange(host_header="h", fields=[(b"X-A", b"1")]),
+    "host any case": exchange(host_header="h", fields=[(b"hOsT", b"a"), (b"HOST", b"b")]),
+    "no response": exchange(status=None, resp_version=None, reason=None, resp_fields=None,
+                            t_resp_start=None, resp_body=None, resp_size=None,
+                            resp_chunked=None, t_resp_end=None, error="cannot connect"),
+    "cut short": exchange(resp_body=None, resp_size=0, t_resp_end=None, error="closed ü"),
+    "request unfinished": exchange(req_body=None, t_req_end=None, error="gone"),
+    "chunked": exchange(method=b"POST", req_body=b"3\r\nabc\r\n0\r\n\r\n", req_size=3,
+                        req_chunked=True, t_req_end=1700000000.5,
+                        resp_body=b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", resp_size=11,
+                        resp_chunked=True),
+    "big body": exchange(resp_body=b"x" * 123456, resp_size=123456),
+    "non-ascii host": exchange(host="bücher.example\udcff", port=65535),
+    "odd floats": exchange(t_start=0.1, t_req_end=1e22, t_resp_start=1.0, t_resp_end=5e-324),
+    "many fields": exchange(resp_fields=[(b"X-%d" % i, b"v" * i) for i in range(300)]),
+    "empty values": exchange(fields=[(b"", b"")], reason=b"", path=b"", authority=b""),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_exchange_encodes_as_its_state(name):
+    data = CASES[name]
+    buffer = FlowBuffer()
+    assert buffer.exchange(data, CLIENT, SERVER, None) is True
+    written = buffer.take()
+    assert written == expected(data, written)
+    assert len(buffer) == 0 and buffer.take() == b""
+
+
+def test_records_follow_each_other_and_ids_are_uuid4():
+    buffer = FlowBuffer()
+    for _ in range(600):  # past one pool of random bytes
+        buffer.exchange(CASES["get"], CLIENT, SERVER, None)
+    buffer.append(b"0:~")
+    data, ids = buffer.take(), set()
+    while data != b"0:~":
+        state, data = tnetstring.pop(data)
+        parsed = uuid.UUID(state["id"])
+        assert str(parsed) == state["id"] and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        ids.add(state["id"])
+    assert len(ids) == 600
+
+
+def test_over_the_limit_is_left_to_the_caller():
+    buffer = FlowBuffer()
+    assert buffer.exchange(CASES["get"], CLIENT, SERVER, 4) is False
+    assert buffer.exchange(CASES["get"], CLIENT, SERVER, 5) is True
+    assert len(buffer) > 0
+
+
+@pytest.mark.parametrize("bad", [exchange()[:-1], exchange(fields=[(b"a",)]),
+                                 exchange(fields=[[b"a", b"b"]]), exchange(path="str"),
+                                 exchange(t_resp_end="x")])
+def test_a_bad_exchange_raises_and_leaves_no_torn_record(bad):
+    buffer = FlowBuffer()
+    buffer.exchange(CASES["get"], CLIENT, SERVER, None)
+    before = len(buffer)
+    with pytest.raises((TypeError, ValueError)):
+        buffer.exchange(bad, CLIENT, SERVER, None)
+    assert len(buffer) == before
+    tnetstring.loads(buffer.take())
+
+
+def test_floats_are_encoded_as_repr_writes_them():
+    """Timestamps take an integer fast path; it must agree with repr() (dtoa) always."""
+    import random
+    import struct
+    import time
+
+    from fastproxy.io._encode import _float_leaf
+    rng = random.Random(1)
+    now = time.time()
+    values = [now + rng.random() * 1000 for _ in range(20000)]
+    values += [rng.uniform(1, 2 ** 53) for _ in range(5000)]
+    values += [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+               for _ in range(5000)]
+    values += [1.0, 2.0 ** 52, 2.0 ** 53, 2.0 ** 53 - 1, 0.1, 1e16, 1e-5, 0.5, 1.5,
+               9007199254740991.5, 1700000000.0, 4503599627370497.5, -0.0, float("inf")]
+    values += [float(i) + j / 1000 for i in range(1, 50) for j in range(1000)]
+    for value in values:
+        assert _float_leaf(value) == tnetstring.dumps(value), value
+    assert _float_leaf(None) == b"0:~"
+
+
+def test_capture_keeps_a_body_within_the_limit_in_itself():
+    """A response with a Content-Length within the limit needs no tee: the capture list
+    takes the pieces (however many) and `record` joins them; others get a tee."""
+    from types import SimpleNamespace
+
+    from fastproxy.proxy import capture
+
+    handed = []
+    ctx = SimpleNamespace(options=SimpleNamespace(save_body_limit=100), client_conn=None,
+                          server_conn=None, listeners=SimpleNamespace(
+                              record_exchange=(lambda c, s, data: handed.append(data),)))
+    request = SimpleNamespace(method=b"GET", version=b"HTTP/1.1", fields=[], chunked=False)
+    route = SimpleNamespace(scheme="http", host="h", port=80, authority=b"h", path=b"/",
+                            host_header=None)
+    for length, pieces in [(12, [b"abcd", b"efgh", b"ijkl"]), (5, [b"hello"]), (0, []),
+                           (200, [b"x" * 150, b"y" * 50])]:
+        exchange = SimpleNamespace(ctx=ctx, head=request, route=route, rec=None,
+                                   request_body_done=True)
+        exchange.rec = capture.start(exchange)
+        response = SimpleNamespace(version=b"HTTP/1.1", status_code=200, reason=b"OK",
+                                   fields=[], chunked=False, content_length=length)
+        tee = capture.response_started(exchange, response)
+        assert (tee is exchange.rec) == (length <= 100)
+        for piece in pieces:
+            tee.add(piece)
+        capture.record(exchange, None)
+        data = handed.pop()
+        body, size = data[19], data[20]
+        assert size == length and body == b"".join(pieces)[:100]
