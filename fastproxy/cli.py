@@ -7,7 +7,6 @@ lists them all, with the addon options, and the events addons can listen to.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Sequence
 
