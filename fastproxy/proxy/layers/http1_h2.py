@@ -47,6 +47,7 @@ from fastproxy.proxy.layers.http2 import (
     StreamReset,
     _authority,
     _split_response_headers,
+    gather_stream,
 )
 from fastproxy.proxy.layers.routing import HOP_BY_HOP, Route, route_request
 from fastproxy.proxy.streams import ConnectionGone
@@ -272,21 +273,8 @@ class H2UpstreamExchange(Exchange):
         return self.done()
 
     async def gather_h2(self) -> bytes:
-        conn, up = self.conn, self.up
-        limit = self.ctx.options.body_size_limit
-        pieces, size = [], 0
-        while True:
-            item = await up.data.get()
-            if item is None:
-                return b"".join(pieces)
-            if isinstance(item, StreamReset):
-                raise item
-            data, length = item
-            pieces.append(data)
-            size += len(data)
-            if size > limit:
-                raise BodyTooLarge(f"body larger than body_size_limit ({limit} bytes)")
-            conn.ack(up, length)
+        return await gather_stream(self.conn, self.up, self.ctx.options.body_size_limit,
+                                   BodyTooLarge)
 
     def write_h1_response(self, response: Response) -> None:
         """A whole response, its body framed by Content-Length."""

@@ -750,21 +750,9 @@ class H2Exchange:
             dst.end_stream(dst_stream)
 
     async def gather(self, conn: H2Conn, stream: H2Stream) -> bytes:
-        limit = self.ctx.options.body_size_limit
-        pieces, size = [], 0
-        while True:
-            item = await stream.data.get()
-            if item is None:
-                return b"".join(pieces)
-            if isinstance(item, StreamReset):
-                raise item
-            data, length = item
-            pieces.append(data)
-            size += len(data)
-            if size > limit:
-                raise StreamReset(f"body larger than body_size_limit ({limit} bytes)",
-                                  h2.errors.ErrorCodes.REFUSED_STREAM)
-            conn.ack(stream, length)
+        return await gather_stream(conn, stream, self.ctx.options.body_size_limit,
+                                   lambda message: StreamReset(
+                                       message, h2.errors.ErrorCodes.REFUSED_STREAM))
 
     async def body_chunks(self):
         """The request body still to come from the client: (bytes, length) pairs."""
@@ -984,6 +972,25 @@ class H2Exchange:
         if self.h1 is not None:
             self.h1.endpoint.close()
             self.h1 = None
+
+
+async def gather_stream(conn: H2Conn, stream: H2Stream, limit: int,
+                        too_large: Callable[[str], Exception]) -> bytes:
+    """A stream's whole body, each DATA frame acknowledged as it is taken; the
+    exception `too_large(message)` past `limit` bytes."""
+    pieces, size = [], 0
+    while True:
+        item = await stream.data.get()
+        if item is None:
+            return b"".join(pieces)
+        if isinstance(item, StreamReset):
+            raise item
+        data, length = item
+        pieces.append(data)
+        size += len(data)
+        if size > limit:
+            raise too_large(f"body larger than body_size_limit ({limit} bytes)")
+        conn.ack(stream, length)
 
 
 async def _gather_h1(endpoint: Endpoint, limit: int) -> bytes:
