@@ -3,62 +3,28 @@ went out is retried on a fresh one, but only for idempotent requests without a b
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import httpx
 import pytest
 
+from tests.support.rawhttp import ScriptedOrigin
 
-class ForgetfulOrigin:
-    """Answers the first request on each connection (keep-alive), then closes the
-    connection on the next request without answering: an origin whose keep-alive
-    timeout fires just as the proxy reuses the connection."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.served: list[bytes] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            request = self._read_head(conn)
-            if request is None:
-                return
-            self.served.append(request.split(b" ", 1)[0])
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            self._read_head(conn)  # the second request: closed without an answer
-
-    @staticmethod
-    def _read_head(conn: socket.socket) -> bytes | None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @pytest.fixture
 def forgetful():
-    origin = ForgetfulOrigin()
+    """Answers requests with keep-alive, except the second one, which it drops by closing
+    the connection without an answer: an origin whose keep-alive timeout fires just as
+    the proxy reuses the connection."""
+    count = [0]
+
+    def answer(request_line, headers, body):
+        count[0] += 1
+        return (b"", True) if count[0] == 2 else (OK, False)
+
+    origin = ScriptedOrigin(answer)
     yield origin
-    origin.close()
+    origin.stop()
 
 
 @pytest.mark.parametrize("addon", [False, True], ids=["fast-path", "flow-path"])
@@ -73,7 +39,8 @@ def test_stale_pooled_connection_is_retried_for_get(forgetful, start_proxy, tmp_
     assert (first.status_code, first.text) == (200, "ok")
     assert (second.status_code, second.text) == (200, "ok")
     assert forgetful.connections == 2  # the pooled one, then the retry's fresh one
-    assert forgetful.served == [b"GET", b"GET"]
+    assert [line for line, _, _ in forgetful.requests] == [
+        b"GET /one HTTP/1.1", b"GET /two HTTP/1.1", b"GET /two HTTP/1.1"]
 
 
 def test_stale_pooled_connection_is_not_retried_for_post(forgetful, start_proxy):

@@ -285,12 +285,11 @@ class Exchange:
             return await self.deliver_gathered(flow, upstream, resp_head)
         response_head = self.response_head(_response_line(response), list(response.headers.fields),
                                            self.response_drop(resp_head), None)
-        if ctx.options.save_stream_file:  # recording: keep the streamed body (io.recorder)
-            tee = BodyTee(ctx.options.save_body_limit)
-            await self.stream_body_tee(upstream.endpoint, ctx.client, response_head, tee)
+        # Recording keeps the streamed body (up to its limit) for the flow file.
+        tee = BodyTee(ctx.options.save_body_limit) if ctx.options.save_stream_file else None
+        await upstream.endpoint.relay_body(ctx.client, response_head, tee)
+        if tee is not None:
             tee.attach(flow, response)
-        else:
-            await self.stream_body(upstream.endpoint, ctx.client, response_head)
         response.timestamp_end = time.time()
         if listeners.response:
             pending = addons.fire("response", flow)
@@ -337,13 +336,19 @@ class Exchange:
         self.write_response(response)
         return self.client_keep_alive
 
-    async def deliver_gathered(self, flow: HTTPFlow, upstream: Upstream, resp_head) -> bool:
-        if self.ctx.listeners.response:
-            pending = self.ctx.addons.fire("response", flow)
-            if pending is not None:
-                await pending
+    async def response_event(self, flow: HTTPFlow, upstream: Upstream) -> bool:
+        """Fire `response` before the response goes out; False when an addon killed the
+        flow (the upstream connection is then closed and nothing is sent)."""
+        pending = self.ctx.addons.fire("response", flow)
+        if pending is not None:
+            await pending
         if flow.error is not None:
             upstream.endpoint.close()
+            return False
+        return True
+
+    async def deliver_gathered(self, flow: HTTPFlow, upstream: Upstream, resp_head) -> bool:
+        if not await self.response_event(flow, upstream):
             return False
         self.write_response(flow.response)
         return self.finish(upstream, resp_head)
@@ -355,12 +360,7 @@ class Exchange:
         response = flow.response
         response.raw_content = b""
         response.timestamp_end = time.time()
-        if self.ctx.listeners.response:
-            pending = self.ctx.addons.fire("response", flow)
-            if pending is not None:
-                await pending
-        if flow.error is not None:
-            upstream.endpoint.close()
+        if not await self.response_event(flow, upstream):
             return False
         if response.raw_content:  # an addon gave it a body: frame it anew
             self.write_response(response)
@@ -414,35 +414,11 @@ class Exchange:
         if self.head.expect_continue and self.head.version == b"HTTP/1.1":
             self.ctx.client.write(CONTINUE)
         rec = self.rec
-        if rec is None:
-            await self.stream_body(self.ctx.client, self.upstream.endpoint)
-        else:
-            await self.ctx.client.relay_body(self.upstream.endpoint, None,
-                                             rec[capture.REQUEST_TEE])
+        tee = None if rec is None else rec[capture.REQUEST_TEE]
+        await self.ctx.client.relay_body(self.upstream.endpoint, None, tee)
+        if rec is not None:
             capture.request_ended(rec)
         self.request_body_done = True
-
-    async def stream_body(self, source, sink, head: bytes | None = None) -> None:
-        """Forward one message body from `source` to `sink` as received (raw framing),
-        `head` first (see `Endpoint.relay_body`)."""
-        await source.relay_body(sink, head)
-
-    async def stream_body_tee(self, source, sink, head: bytes | None, tee: BodyTee) -> None:
-        """`stream_body`, also handing each received piece (raw framing) to ``tee``."""
-        if head:
-            sink.write(head)
-        reader = source.reader
-        reader.decode = False
-        while True:
-            event = reader.next_event()
-            if event == BODY:
-                tee.add(reader.chunk)
-                sink.write(reader.chunk)
-                await sink.drain()
-            elif event == END:
-                return
-            else:
-                await source.wait_data()
 
     async def gather_body(self, source, is_request: bool) -> bytes:
         """Read one whole message body, without transfer coding, up to the size limit."""
