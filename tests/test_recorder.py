@@ -5,7 +5,8 @@ import pytest
 
 from fastproxy.io import tnetstring
 from fastproxy.io.flowfile import FlowReader
-from fastproxy.io.recorder import TRUNCATED_KEY, Recorder, truncate_bodies
+from fastproxy.io.bodies import TRUNCATED_KEY, truncate_bodies
+from fastproxy.io.recorder import Recorder
 from fastproxy.addons.save import Save, worker_path
 from fastproxy.options import Options, OptionsError
 from fastproxy.addonmanager import Loader
@@ -149,24 +150,28 @@ def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
     import io
     import pickle
 
-    from fastproxy.io.recorder import Snapshots
+    from fastproxy.io._handover import ExchangeSender, unpack_all
+    from fastproxy.io.recorder import flow_state
     from fastproxy.io.writer import Writer, split_messages
 
     flows = [make_flow(), make_flow(response=False, error="connect failed"), make_flow()]
     flows[2].client_conn = flows[0].client_conn  # a keep-alive connection's second flow
     flows[2].server_conn = flows[0].server_conn
     for flow in flows:
-        state = Snapshots.flow_state(flow)
+        state = flow_state(flow)
         assert state == {**flow.get_state(), "client_conn": None, "server_conn": None}
     sent = bytearray()
-    snapshots = Snapshots(lambda m: sent.extend(
-        len(p := pickle.dumps(m)).to_bytes(4, "big") + p))
-    for flow in flows:
-        snapshots.send_flow(flow)
-    conn_messages = [m for m in map(pickle.loads, split_messages(bytearray(sent)))
-                     if m[0] == "conn"]
-    assert len(conn_messages) == 4  # two connections each for flows 0 and 1, none for 2
-
+    sender = ExchangeSender(lambda: None, pytest.fail)
+    conn_messages = []
+    for flow in flows:  # as Recorder.add_flow
+        sender.make_room()
+        keys = sender.conn_key(flow.client_conn), sender.conn_key(flow.server_conn)
+        packed, count = sender.take()
+        assert count == 0
+        conn_messages += unpack_all(packed)
+        for message in (("packed", packed, 0), ("flow", flow_state(flow), *keys)):
+            sent.extend(len(p := pickle.dumps(message)).to_bytes(4, "big") + p)
+    assert [m[0] for m in conn_messages] == ["conn"] * 4  # two each for flows 0 and 1
     written = []
 
     class Sink(Writer):
@@ -259,7 +264,7 @@ def test_exchange_capture_written_is_get_state_byte_for_byte():
     import io
     import pickle
 
-    from fastproxy.io.recorder import Snapshots
+    from fastproxy.io._handover import ExchangeSender
     from fastproxy.io.writer import Writer, split_messages
 
     get = b"GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\n\r\n"
@@ -276,12 +281,12 @@ def test_exchange_capture_written_is_get_state_byte_for_byte():
         _capture(post, b"HTTP/1.1 204 No Content\r\n\r\n"),
     ]
     sent = bytearray()
-    snapshots = Snapshots(lambda m: sent.extend(
-        len(p := pickle.dumps(m)).to_bytes(4, "big") + p))
+    sender = ExchangeSender(lambda: None, pytest.fail)
     limits = [8 if i == 4 else None for i in range(len(captured))]
     for (client, server, data), limit in zip(captured, limits):
-        sent.extend(len(p := pickle.dumps(("limit", limit))).to_bytes(4, "big") + p)
-        snapshots.send_exchange(client, server, data)
+        sender(client, server, data)
+        for message in (("limit", limit), ("packed", *sender.take())):
+            sent.extend(len(p := pickle.dumps(message)).to_bytes(4, "big") + p)
     written = []
 
     class Sink(Writer):
@@ -314,7 +319,7 @@ def test_exchange_capture_written_is_get_state_byte_for_byte():
 
 
 def test_chunked_tee_counts_and_keeps_like_a_gathered_body():
-    from fastproxy.io.recorder import dechunk
+    from fastproxy.io.bodies import dechunk
     from fastproxy.proxy.capture import ChunkedTee
     body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (b"a" * 700, b"b" * 900, b"c" * 5))
     body += b"0\r\nTrailer: x\r\n\r\n"

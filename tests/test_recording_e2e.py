@@ -19,7 +19,7 @@ import pytest
 
 from fastproxy.io import tnetstring
 from fastproxy.io.flowfile import FlowFileWarning, FlowReader
-from fastproxy.io.recorder import TRUNCATED_KEY, dechunk
+from fastproxy.io.bodies import TRUNCATED_KEY, dechunk
 from tests.support.origin import Origin, payload
 from tests.support.proxyproc import free_port
 from tests.test_flowfile import MITM_READ, run_mitmproxy

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from fastproxy.io.recorder import TRUNCATED_KEY
+from fastproxy.io.bodies import TRUNCATED_KEY
 from tests.support.origin import payload
 from tests.support.proxyproc import free_port
 from tests.test_recording_e2e import read_flows

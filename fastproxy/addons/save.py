@@ -87,6 +87,12 @@ class Save:
         if self._recorder is not None and "save_body_limit" in updated:
             self._recorder.body_limit = options.save_body_limit
         self.listening = self._recorder is not None
+        # The proxy reads `record_exchange` when it recomputes its listeners, after this:
+        # it then calls the recorder's C sender with no Python frame in between.
+        if self._recorder is not None:
+            self.record_exchange = self._recorder.add_exchange
+        else:
+            vars(self).pop("record_exchange", None)
 
     def _open(self, options: Any) -> Recorder:
         spec: str = options.save_stream_file
@@ -99,6 +105,8 @@ class Save:
             raise OptionsError(f"cannot record flows to {path}: {e.strerror or e}") from e
 
     def record_exchange(self, client_conn: Any, server_conn: Any, data: tuple) -> None:
+        """An exchange `fastproxy.proxy.capture` captured (while recording, the instance's
+        attribute is the recorder's own `add_exchange` instead: see `configure`)."""
         if self._recorder is not None:
             self._recorder.add_exchange(client_conn, server_conn, data)
 

@@ -1,4 +1,7 @@
 # The writer's encoder (see _encode.pyx): fields and cdef signatures, grouped by flow.
+# `raw` is defined here, so that modules cimporting FlowBuffer inline it too.
+
+from libc.string cimport memcpy
 
 cdef class FlowBuffer:
     # the records, one after the other
@@ -18,7 +21,13 @@ cdef class FlowBuffer:
 
     # the buffer
     cdef int reserve(self, Py_ssize_t extra) except -1
-    cdef inline int raw(self, const char *text, Py_ssize_t n) except -1
+    cdef inline int raw(self, const char *text, Py_ssize_t n) except -1:
+        if self.length + n > self.capacity:
+            self.reserve(n)
+        memcpy(self.data + self.length, text, n)
+        self.length += n
+        return 0
+
     cdef inline int put(self, bytes value) except -1
     cdef inline int tag(self, bytes value) except -1
     cdef inline int prefix(self, Py_ssize_t n) except -1

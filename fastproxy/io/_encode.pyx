@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, cdivision=True, boundscheck=False, wraparound=False
 """The writer's encoder: captured HTTP/1 exchanges to flow-file records, in C.
 
 `FlowBuffer.exchange` turns the tuple `fastproxy.proxy.capture.record` hands over into
@@ -28,7 +28,7 @@ import os
 
 from fastproxy.flow import FLOW_FORMAT_VERSION
 from fastproxy.io import tnetstring
-from fastproxy.io.recorder import dechunk
+from fastproxy.io.bodies import dechunk
 
 cdef extern from *:
     ctypedef unsigned long long uint128 "unsigned __int128"
@@ -337,13 +337,6 @@ cdef class FlowBuffer:
         if data == NULL:
             raise MemoryError()
         self.data, self.capacity = data, capacity
-        return 0
-
-    cdef inline int raw(self, const char *text, Py_ssize_t n) except -1:
-        if self.length + n > self.capacity:
-            self.reserve(n)
-        memcpy(self.data + self.length, text, n)
-        self.length += n
         return 0
 
     cdef inline int put(self, bytes value) except -1:

@@ -7,8 +7,7 @@ arrived into one ``write``. It stops at end of input, after writing everything i
 when the proxy closes the pipe, and also when the proxy is killed (``kill -9`` closes its
 end too), so every flow the proxy handed over is on disk.
 
-Each pickle is a message or a list of messages (the proxy pickles what it queued in one
-loop iteration together). Messages (tuples):
+Messages (tuples):
   ("conn", key, state)     a connection's state, referenced by later flows
   ("flow", state, ckey, skey)  a flow state whose client_conn/server_conn are those keys
                            (None: the state carries its own)
@@ -17,6 +16,9 @@ loop iteration together). Messages (tuples):
                            (`fastproxy.io._encode`) straight into the batch's buffer
   ("limit", n)             body limit from now on (None: none)
   ("forget",)              drop the connection states (the proxy's cache was cleared)
+  ("packed", data, n)      messages of the kinds above, packed by the proxy's
+                           `fastproxy.io._handover.ExchangeSender` (n exchanges among
+                           them): what it queued in one loop iteration
 
 Errors go to stdout, one line each, for the proxy to log. SIGINT and SIGTERM are ignored:
 the proxy decides when recording ends, by closing the pipe.
@@ -33,7 +35,8 @@ import time
 from fastproxy.connection import Server
 from fastproxy.io import tnetstring
 from fastproxy.io._encode import FlowBuffer
-from fastproxy.io.recorder import truncate_bodies
+from fastproxy.io._handover import unpack_all
+from fastproxy.io.bodies import truncate_bodies
 from fastproxy.proxy.capture import exchange_state
 
 HEADER = 4
@@ -66,10 +69,11 @@ class Writer:
         for raw in messages:
             try:
                 message = pickle.loads(raw)
+                batch = unpack_all(message[1]) if message[0] == "packed" else (message,)
             except Exception as e:  # noqa: BLE001
                 self.report(f"bad message: {e!r}")
                 continue
-            for one in message if type(message) is list else (message,):
+            for one in batch:
                 try:
                     count += self.apply(one)
                 except Exception as e:  # noqa: BLE001 - one bad flow must not stop the others

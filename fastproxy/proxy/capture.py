@@ -33,7 +33,7 @@ from typing import Any
 
 from fastproxy.flow import FLOW_FORMAT_VERSION
 from fastproxy.ids import new_id
-from fastproxy.io.recorder import BodyTee, dechunk, mark_truncated
+from fastproxy.io.bodies import BodyTee, dechunk, mark_truncated
 
 # Slots of the list `start` makes (one per recorded exchange); a response body's pieces
 # follow them when the list is its tee (`response_started`).

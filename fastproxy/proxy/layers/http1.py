@@ -20,7 +20,7 @@ from fastproxy._core import (BODY, CLOSED, END, HEAD, NEED_DATA, ProtocolError, 
                              lowered_name)
 from fastproxy.flow import Error
 from fastproxy.http import Headers, HTTPFlow, Request, Response
-from fastproxy.io.recorder import BodyTee
+from fastproxy.io.bodies import BodyTee
 from fastproxy.log import logger
 from fastproxy.proxy import capture
 from fastproxy.proxy.context import Layer, RootContext

@@ -31,7 +31,7 @@ from http import HTTPStatus
 
 from fastproxy._core import BODY, CLOSED, END, ProtocolError, build_head
 from fastproxy.http import Headers, Response
-from fastproxy.io.recorder import BodyTee
+from fastproxy.io.bodies import BodyTee
 from fastproxy.proxy.context import RootContext
 from fastproxy.proxy.layers.http1 import (
     CONTINUE,

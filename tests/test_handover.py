@@ -1,0 +1,102 @@
+"""The loop-to-writer packing (`fastproxy.io._handover`): values come back as they went in,
+damaged data is an error, and the sender packs whole messages or none."""
+
+import math
+
+import pytest
+
+from fastproxy.io._handover import ExchangeSender, pack_all, unpack_all
+from tests.test_flowfile import make_flow
+
+VALUES = [
+    None, True, False, 0, -1, 2**63 - 1, -2**63, 2**64, -(2**200), 0.0, -0.5, 1.7e308,
+    1795000000.123456, math.inf, b"", b"\x00\xff" * 1000, "", "ascii", "π ≈ 3.14",
+    "\udcff surrogate-escaped", (), (1, (2, [3, {}])), [b"a", "b", None],
+    {"k": {"nested": [1, 2.5, b"x"]}, b"bytes key": None, 7: "int key"},
+]
+
+
+def test_every_kind_of_value_round_trips_with_its_type():
+    back = unpack_all(pack_all(VALUES))
+    assert back == VALUES
+    assert [type(v) for v in back] == [type(v) for v in VALUES]
+
+
+def test_a_connection_state_round_trips():
+    flow = make_flow()
+    states = [flow.client_conn.get_state(), flow.server_conn.get_state()]
+    assert unpack_all(pack_all(states)) == states
+
+
+@pytest.mark.parametrize("cut", [1, 5, 9, 20])
+def test_data_cut_short_is_an_error_not_a_crash(cut):
+    data = pack_all([(b"x" * 10, "y", 1.5)])
+    with pytest.raises(ValueError):
+        unpack_all(data[:-cut])
+
+
+def test_a_bad_type_byte_is_an_error():
+    with pytest.raises(ValueError):
+        unpack_all(b"?")
+
+
+def test_values_that_cannot_be_handed_over_are_refused():
+    with pytest.raises(TypeError):
+        pack_all([object()])
+    with pytest.raises(TypeError):
+        pack_all([{1, 2}])
+    deep: list = []
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(ValueError):
+        pack_all([deep])
+
+
+def _sender():
+    calls, errors = [], []
+    sender = ExchangeSender(lambda: calls.append(1), errors.append, max_conns=4)
+    return sender, calls, errors
+
+
+def test_sender_packs_connection_states_once_then_exchanges():
+    sender, first_calls, errors = _sender()
+    flow = make_flow()
+    client, server = flow.client_conn, flow.server_conn
+    sender(client, server, ("exchange 1",))
+    sender(client, server, ("exchange 2",))
+    assert first_calls == [1]  # the hand-over is scheduled once per batch
+    packed, count = sender.take()
+    assert count == 2 and len(sender) == 0 and not errors
+    messages = unpack_all(packed)
+    assert messages == [
+        ("conn", client.id, client.get_state()), ("conn", server.id, server.get_state()),
+        (("exchange 1",), client.id, server.id), (("exchange 2",), client.id, server.id)]
+    client.timestamp_end = 1795000001.5  # closed: its state changed, sent again
+    sender(client, None, ("exchange 3",))
+    assert first_calls == [1, 1]
+    messages = unpack_all(sender.take()[0])
+    assert messages == [("conn", client.id, client.get_state()),
+                        (("exchange 3",), client.id, None)]
+
+
+def test_sender_forgets_connections_before_it_runs_out_of_room():
+    sender, _, errors = _sender()
+    flows = [make_flow() for _ in range(3)]
+    for flow in flows:
+        sender(flow.client_conn, flow.server_conn, ())
+    kinds = [m[0] for m in unpack_all(sender.take()[0])]
+    # room for 4: the second flow's two connections fill it; the third starts afresh,
+    # so both of its connections are known to the writer when its exchange comes
+    assert kinds == ["conn", "conn", (), "conn", "conn", (), "forget", "conn", "conn", ()]
+    assert not errors
+
+
+def test_sender_reports_an_exchange_it_cannot_pack_and_leaves_no_torn_message():
+    sender, _, errors = _sender()
+    flow = make_flow()
+    sender(flow.client_conn, flow.server_conn, ("ok",))
+    sender(flow.client_conn, flow.server_conn, ("bad", object()))
+    assert len(errors) == 1 and "cannot record an exchange" in errors[0]
+    packed, count = sender.take()
+    assert count == 1
+    assert [m[0] for m in unpack_all(packed)] == ["conn", "conn", ("ok",)]
