@@ -24,8 +24,7 @@ $(MITM_STAMP):
 	$(MITM_VENV)/bin/python -m pip install -q mitmproxy==11.0.2
 	touch $@
 
-# Cythonize and compile fastproxy._core and fastproxy.io._encode in place; a no-op when
-# nothing changed.
+# Cythonize and compile the extensions (setup.py) in place; a no-op when nothing changed.
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
@@ -36,11 +35,9 @@ test: build $(MITM_STAMP)
 	FASTPROXY_MITMPROXY_PYTHON=$(abspath $(MITM_VENV))/bin/python \
 		$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
-# Cython annotation (fastproxy/_core.html, fastproxy/io/_encode.html) and a linetrace build
-# for profilers.
+# Cython annotation (an .html beside each .pyx) and a linetrace build for profilers.
 debug: $(STAMP)
-	$(VENV)/bin/cython -a -3 fastproxy/_core.pyx
-	$(VENV)/bin/cython -a -3 fastproxy/io/_encode.pyx
+	$(VENV)/bin/cython -a -3 fastproxy/_core.pyx fastproxy/io/_encode.pyx fastproxy/io/_handover.pyx
 	FASTPROXY_LINETRACE=1 $(PY) setup.py -q build_ext --inplace --force
 
 bench: build
@@ -52,4 +49,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf build *.egg-info fastproxy/*.so fastproxy/_core.c fastproxy/_core.html \
-		fastproxy/io/*.so fastproxy/io/_encode.c fastproxy/io/_encode.html .pytest_cache
+		fastproxy/io/*.so fastproxy/io/_*.c fastproxy/io/_*.html .pytest_cache

@@ -1,31 +1,30 @@
-"""Build the required Cython extensions (no pure-Python fallback for either):
-fastproxy._core (HTTP/1 reader, relay), and the recorder's fastproxy.io._handover (packing
-captured exchanges for the writer process) and fastproxy.io._encode (the writer's encoder)."""
+"""Build the required Cython extensions (there is no pure-Python fallback): fastproxy._core
+(HTTP/1 reader, relay), and for recording fastproxy.io._handover (capturing exchanges on
+the loop and packing them for the writer process) and fastproxy.io._encode (the writer's
+encoder)."""
+import os
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+LINETRACE = os.environ.get("FASTPROXY_LINETRACE") == "1"  # `make debug`: for profilers
+MODULES = {
+    "fastproxy._core": "fastproxy/_core.pyx",
+    "fastproxy.io._encode": "fastproxy/io/_encode.pyx",
+    "fastproxy.io._handover": "fastproxy/io/_handover.pyx",
+}
+
 extensions = [
-    Extension(
-        "fastproxy._core",
-        ["fastproxy/_core.pyx"],
-        extra_compile_args=["-O2"],
-    ),
-    Extension(
-        "fastproxy.io._encode",
-        ["fastproxy/io/_encode.pyx"],
-        extra_compile_args=["-O2"],
-    ),
-    Extension(
-        "fastproxy.io._handover",
-        ["fastproxy/io/_handover.pyx"],
-        extra_compile_args=["-O2"],
-    ),
+    Extension(name, [source], extra_compile_args=["-O2"],
+              define_macros=[("CYTHON_TRACE", "1")] if LINETRACE else [])
+    for name, source in MODULES.items()
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
         language_level=3,
-        compiler_directives={"boundscheck": False, "wraparound": False},
+        compiler_directives={"boundscheck": False, "wraparound": False,
+                             "linetrace": LINETRACE},
     ),
 )

@@ -30,7 +30,13 @@ class OptionsError(ValueError):
 
 
 class Options:
-    """The whole configuration; options are read as attributes (`options.listen_port`)."""
+    """The whole configuration; options are read as attributes (`options.listen_port`).
+
+    Each value is also kept in the instance's ``__dict__`` (`_publish`), where attribute
+    lookup finds it without calling `__getattr__`: the proxy reads options on every
+    request. Names the class itself has (methods) are read through `__getattr__` never, as
+    before: the class attribute wins.
+    """
 
     def __init__(self) -> None:
         object.__setattr__(self, "_options", {})
@@ -43,8 +49,13 @@ class Options:
         """Register an option (core or addon); registering the same option twice is fine."""
         if name in self._options:
             return
-        self._options[name] = Option(name, typespec, default, help, _copy(default),
-                                     tuple(choices) if choices else None)
+        option = self._options[name] = Option(name, typespec, default, help, _copy(default),
+                                              tuple(choices) if choices else None)
+        self._publish(option)
+
+    def _publish(self, option: Option) -> None:
+        if not hasattr(Options, option.name):
+            object.__setattr__(self, option.name, option.value)
 
     def subscribe(self, callback: Callable[[set[str]], None]) -> None:
         """Call `callback(updated_names)` after every change."""
@@ -74,6 +85,7 @@ class Options:
             option = self._get(name)
             _check_type(option, value)
             option.value = value
+            self._publish(option)
         updated = set(values)
         if updated:
             for callback in self._subscribers:

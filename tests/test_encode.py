@@ -17,7 +17,7 @@ FIELDS = [(b"Host", b"example.com"), (b"X-A", b"1")]
 
 
 def exchange(**changes):
-    """A captured exchange tuple (`capture.record`), with ``changes`` by field name."""
+    """A captured exchange tuple (`Capture.data`), with ``changes`` by field name."""
     names = ("t_start method scheme host port authority path version fields host_header "
              "req_body req_size req_chunked t_req_end resp_version status reason "
              "resp_fields t_resp_start resp_body resp_size resp_chunked t_resp_end error "
@@ -126,8 +126,8 @@ def test_floats_are_encoded_as_repr_writes_them():
 
 
 def test_capture_keeps_a_body_within_the_limit_in_itself():
-    """A response with a Content-Length within the limit needs no tee: the capture list
-    takes the pieces (however many) and `record` joins them; others get a tee."""
+    """A response with a Content-Length within the limit needs no tee: the capture takes
+    the pieces (however many) and `record` joins them; others get a tee."""
     from types import SimpleNamespace
 
     from fastproxy.proxy import capture
@@ -146,11 +146,11 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
         exchange.rec = capture.start(exchange)
         response = SimpleNamespace(version=b"HTTP/1.1", status_code=200, reason=b"OK",
                                    fields=[], chunked=False, content_length=length)
-        tee = capture.response_started(exchange, response)
+        tee = exchange.rec.response_started(response, 100, capture.tee)
         assert (tee is exchange.rec) == (length <= 100)
         for piece in pieces:
             tee.add(piece)
-        capture.record(exchange, None)
+        exchange.rec.record(exchange)
         data = handed.pop()
         body, size = data[19], data[20]
         assert size == length and body == b"".join(pieces)[:100]

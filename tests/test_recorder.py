@@ -186,11 +186,13 @@ def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
 
 def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error=None,
              limit=16 << 20, no_server=False):
-    """Run `capture` over a request (and response) as the fast path does; the data tuple
-    it hands to the recorders, and the exchange."""
+    """Run `capture` over a request (and response) as the fast path does; what it hands
+    to a recorder: the connections and the data tuple. An `ExchangeSender` listening too
+    packs the same tuple straight from the capture."""
     from types import SimpleNamespace
 
     from fastproxy._core import BODY, HTTP1Reader
+    from fastproxy.io._handover import ExchangeSender, unpack_all
     from fastproxy.proxy import capture
     from fastproxy.proxy.layers.routing import Route
     from tests.test_flowfile import make_flow as make_conns
@@ -202,11 +204,12 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
 
     conns = make_conns()
     handed = []
+    sender = ExchangeSender(lambda: None, pytest.fail)
     ctx = SimpleNamespace(options=SimpleNamespace(save_body_limit=limit),
                           client_conn=conns.client_conn,
                           server_conn=None if no_server else conns.server_conn,
                           listeners=SimpleNamespace(record_exchange=(
-                              lambda c, s, data: handed.append((c, s, data)),)))
+                              lambda c, s, data: handed.append((c, s, data)), sender)))
     reader = HTTP1Reader(True)
     reader.feed(request)
     reader.next_event()
@@ -217,19 +220,30 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
                                request_body_done=not reader.has_body)
     exchange.rec = capture.start(exchange)
     if reader.has_body:
-        body(reader, exchange.rec[capture.REQUEST_TEE])
-        capture.request_ended(exchange.rec)
+        body(reader, exchange.rec.request_tee)
+        exchange.rec.request_ended()
     if response is not None:
         up = HTTP1Reader(False)
         up.expect_response_to(head.method)
         up.feed(response)
         up.next_event()
-        tee = capture.response_started(exchange, up.head)
+        tee = exchange.rec.response_started(up.head, limit, capture.tee)
         if error is None:
             body(up, tee)
-    capture.record(exchange, error)
+    exchange.rec.record(exchange, error)
     assert exchange.rec is None and len(handed) == 1
+    packed, count = sender.take()
+    assert count == 1
+    data, ckey, skey = unpack_all(packed)[-1]
+    assert (ckey, skey) == (conns.client_conn.id, None if no_server else conns.server_conn.id)
+    assert _timeless(data) == _timeless(handed[0][2])
     return handed[0]
+
+
+def _timeless(data: tuple) -> tuple:
+    """An exchange's data without the times taken as it is handed over (the response's
+    end and the error's time), which differ between two recorders."""
+    return data[:22] + data[23:24]
 
 
 def _flow_for(client, server, data, written_state, limit):

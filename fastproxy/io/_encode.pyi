@@ -10,7 +10,7 @@ class FlowBuffer:
         """Append an already encoded record."""
     def exchange(self, data: tuple, client_conn: bytes, server_conn: bytes,
                  limit: int | None) -> bool:
-        """Append the record of a captured exchange (`fastproxy.proxy.capture.record`)
+        """Append the record of a captured exchange (`fastproxy.io._handover.Capture.data`)
         with these encoded connection states; False, with nothing appended, when a body
         is longer than ``limit``."""
 

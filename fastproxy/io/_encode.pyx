@@ -1,10 +1,11 @@
 # cython: language_level=3, cdivision=True, boundscheck=False, wraparound=False
 """The writer's encoder: captured HTTP/1 exchanges to flow-file records, in C.
 
-`FlowBuffer.exchange` turns the tuple `fastproxy.proxy.capture.record` hands over into
-the bytes ``tnetstring.dumps(exchange_state(...))`` gives (tests/test_recorder.py compares
-them with ``dumps(HTTPFlow.get_state())``), written straight into one growing buffer that
-holds every record of a batch: the writer process then writes it with one call.
+`FlowBuffer.exchange` turns the tuple of a captured exchange (`Capture.data` in
+`fastproxy.io._handover`) into the bytes ``tnetstring.dumps(exchange_state(...))`` gives
+(tests/test_recorder.py compares them with ``dumps(HTTPFlow.get_state())``), written
+straight into one growing buffer that holds every record of a batch: the writer process
+then writes it with one call.
 
 Every size is known before anything is written (the bodies and the connection states are
 bytes already, the few floats are formatted first), so each length prefix is written once,
@@ -45,7 +46,7 @@ cdef enum:
     FLOAT_MAX = 32  # bytes for a formatted number: repr() of a double has at most 24
     ID_POOL = 4096  # random bytes fetched at a time for flow ids
     KEEP_CAPACITY = 4 << 20  # a larger buffer is freed once taken
-    N_FIELDS = 25  # the slots of the tuple `capture.record` makes
+    N_FIELDS = 25  # the slots of the tuple `Capture.data` makes
 
 cdef bytes NONE = b"0:~"
 cdef bytes EMPTY_STR = b"0:;"
@@ -127,7 +128,7 @@ cdef class FlowBuffer:
         self.put(record)
 
     def exchange(self, tuple data not None, client_conn, server_conn, limit) -> bool:
-        """Append the record of the exchange ``data`` (`capture.record`) with these
+        """Append the record of the exchange ``data`` (`Capture.data`) with these
         encoded connection states; False, with nothing appended, when a body is longer
         than ``limit`` (the caller cuts it and marks the flow: the rare, general path)."""
         cdef Py_ssize_t start = self.length

@@ -1,16 +1,22 @@
 # cython: language_level=3, cdivision=True
-"""Handing captured HTTP/1 exchanges from the event loop to the writer process, in C.
+"""Recording on the event loop, in C: capturing HTTP/1 exchanges from the fast path and
+handing them to the writer process.
 
-Pickling an exchange cost the loop about 20k instructions: pickle puts every object it
-writes into its memo (a hash table, grown and then wiped for every dump). What is handed
-over holds only None, bools, ints, floats, bytes, str, tuples and lists (dicts too, in a
-connection's state), none of it shared, so `pack` writes each value as a type byte and its
-bytes, with no memo: a few thousand instructions for an exchange. `unpack` reads them back
-in the writer. Both ends run on the same machine: numbers are in its byte order.
+`Capture` is what the fast path keeps of an exchange it records (`fastproxy.proxy.capture`
+says what and when); `Capture.data` makes it the tuple of plain values the writer turns
+into the flow record. Python functions for these cost the loop about 18k instructions an
+exchange; as methods of a C class, a few thousand.
 
-`ExchangeSender` is what `fastproxy.proxy.capture.record` calls for each exchange (the
-recorder puts it in the listener table): the connection checks and the packing, with no
-Python frame in between.
+Pickling that tuple cost the loop about 20k instructions an exchange: pickle puts every
+object it writes into its memo (a hash table, grown and then wiped for every dump). What is
+handed over holds only None, bools, ints, floats, bytes, str, tuples and lists (dicts too,
+in a connection's state), none of it shared, so `pack` writes each value as a type byte and
+its bytes, with no memo. `unpack` reads them back in the writer. Both ends run on the same
+machine: numbers are in its byte order.
+
+`ExchangeSender` is the recorder's ``record_exchange`` (`fastproxy.io.recorder`): the
+connection checks and the packing, called by `Capture.record` with no Python frame in
+between.
 """
 
 cimport cython
@@ -22,6 +28,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memcpy
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 from fastproxy.io._encode cimport FlowBuffer
 
@@ -39,60 +46,199 @@ cdef char NONE = b"N", TRUE = b"T", FALSE = b"F", INT = b"i", BIG_INT = b"I"
 cdef char FLOAT = b"d", BYTES = b"b", STR = b"s", TUPLE = b"t", LIST = b"l", DICT = b"D"
 
 
-cdef int pack(FlowBuffer out, object value, int depth=0) except -1:
-    """Append ``value`` to ``out`` (TypeError for anything else than the types above)."""
+cdef inline double wall_clock() noexcept:
+    """`time.time()`, without a call into Python."""
+    cdef timespec now
+    clock_gettime(CLOCK_REALTIME, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
+
+
+cdef class ExchangeSender
+
+
+@cython.final
+cdef class Capture:
+    """What is kept of one exchange recorded without a flow: its times, the response
+    head, the bodies. Made when the request head arrived; a bodyless request ends there.
+
+    ``request_tee`` keeps the request body (a tee from ``make_tee``, None when there is no
+    body). For the response body, `response_started` returns the tee: the capture itself
+    (`add` keeps each piece) when the body has a Content-Length within the limit, the
+    common case that then needs no other object; else a tee of its own.
+    """
+
+    cdef readonly double t_start
+    cdef readonly object t_request_end  # None until the request ended
+    cdef readonly object request_tee
+    cdef readonly object response  # the response `Head`, once it arrived
+    cdef readonly double t_response_start
+    cdef readonly object response_tee  # None when the capture keeps the body itself
+    cdef list pieces
+
+    def __init__(self, request_tee=None):
+        self.t_start = wall_clock()
+        self.request_tee = request_tee
+        self.t_request_end = None if request_tee is not None else self.t_start
+        self.pieces = []
+
+    def request_ended(self):
+        self.t_request_end = wall_clock()
+
+    def response_started(self, head, long long limit, make_tee):
+        """Note the response head; return the tee for its body (``make_tee(limit,
+        head)`` when the capture cannot keep it itself)."""
+        cdef long long length = head.content_length
+        self.response = head
+        self.t_response_start = wall_clock()
+        if head.chunked or not 0 <= length <= limit:
+            self.response_tee = make_tee(limit, head)
+            return self.response_tee
+        return self
+
+    def add(self, bytes piece not None):
+        self.pieces.append(piece)
+
+    def record(self, exchange, str error=None):
+        """Hand the exchange (an `http1.Exchange`, whose capture this is) over to the
+        recorders, once; with ``error`` when it failed. An `ExchangeSender` packs it
+        straight from here; other recorders get `data`."""
+        exchange.rec = None
+        head, route, ctx = exchange.head, exchange.route, exchange.ctx
+        client, server = ctx.client_conn, ctx.server_conn
+        for fn in ctx.listeners.record_exchange:
+            if type(fn) is ExchangeSender:
+                (<ExchangeSender>fn).send(client, server, self, head, route, error, None)
+            else:
+                fn(client, server, self.data(head, route, error))
+
+    def data(self, head, route, str error=None) -> tuple:
+        """The exchange (request ``head``, its ``route``) as the tuple of plain values
+        recorders get; its fields are those `capture.exchange_state` unpacks. Made by
+        unpacking what `pack` writes, so that the two cannot disagree: the recorder
+        there is, the `ExchangeSender`, takes the packed form."""
+        cdef FlowBuffer out = FlowBuffer()
+        self.pack(out, head, route, error)
+        return unpack_all(out.take())[0]
+
+    cdef int pack(self, FlowBuffer out, head, route, str error) except -1:
+        cdef double now = wall_clock()
+        cdef long long n = 25, zero = 0
+        cdef int i
+        cdef object response = self.response
+        put_word(out, TUPLE, &n)
+        put_word(out, FLOAT, &self.t_start)
+        pack(out, head.method, 1)
+        pack(out, route.scheme, 1)
+        pack(out, route.host, 1)
+        pack(out, route.port, 1)
+        pack(out, route.authority, 1)
+        pack(out, route.path, 1)
+        pack(out, head.version, 1)
+        pack(out, head.fields, 1)
+        pack(out, route.host_header, 1)
+        if self.t_request_end is None:  # the body did not end: none is recorded
+            put_tag(out, NONE)
+            put_word(out, INT, &zero)
+            put_tag(out, FALSE)
+        elif self.request_tee is None:
+            pack(out, b"", 1)
+            put_word(out, INT, &zero)
+            put_tag(out, FALSE)
+        else:
+            put_kept(out, self.request_tee, head.chunked)
+        pack(out, self.t_request_end, 1)
+        if response is None:
+            for i in range(9):
+                put_tag(out, NONE)
+        else:
+            pack(out, response.version, 1)
+            pack(out, response.status_code, 1)
+            pack(out, response.reason, 1)
+            pack(out, response.fields, 1)
+            put_word(out, FLOAT, &self.t_response_start)
+            if error is not None:  # the body did not end: none is recorded
+                put_tag(out, NONE)
+                put_word(out, INT, &zero)
+                put_tag(out, FALSE)
+                put_tag(out, NONE)
+            else:
+                if self.response_tee is None:  # the capture was the tee: all is kept
+                    body = joined(self.pieces)
+                    n = len(body)
+                    pack(out, body, 1)
+                    put_word(out, INT, &n)
+                    put_tag(out, FALSE)
+                else:
+                    put_kept(out, self.response_tee, response.chunked)
+                put_word(out, FLOAT, &now)
+        pack(out, error, 1)
+        return put_word(out, FLOAT, &now)
+
+
+cdef int put_kept(FlowBuffer out, tee, bint chunked) except -1:
+    """A body's three fields from its tee: the bytes it kept, the size it counted,
+    whether they are chunked."""
+    pack(out, joined(tee.pieces), 1)
+    pack(out, tee.size, 1)
+    return put_tag(out, TRUE if chunked else FALSE)
+
+
+cdef inline bytes joined(list pieces):
+    cdef Py_ssize_t n = len(pieces)
+    if n == 1:
+        return pieces[0]
+    return b"".join(pieces)
+
+
+cdef int pack(FlowBuffer out, object value, int depth) except -1:
+    """Append ``value`` to ``out`` (TypeError for anything else than the types above).
+    The most frequent types in an exchange are tested first."""
     cdef type kind = type(value)
     cdef int overflow = 0
     cdef long long number
     cdef double real
-    cdef Py_ssize_t i, n, pos = 0
+    cdef long long n  # counts and sizes go over as 8 bytes, as numbers do
+    cdef Py_ssize_t i, pos = 0
     cdef PyObject *key
     cdef PyObject *item
     cdef bytes data
+    if kind is bytes:
+        return put_data(out, BYTES, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
     if depth > MAX_DEPTH:
         raise ValueError("nested too deep to hand over")
-    if value is None:
-        return out.raw(&NONE, 1)
-    if kind is bytes:
-        out.raw(&BYTES, 1)
-        return counted(out, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
-    if kind is str:
-        out.raw(&STR, 1)
-        if PyUnicode_IS_COMPACT_ASCII(value):
-            return counted(out, <char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value))
-        data = value.encode("utf-8", "surrogateescape")
-        return counted(out, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
     if kind is tuple:
         n = PyTuple_GET_SIZE(value)
-        out.raw(&TUPLE, 1)
-        size(out, n)
+        put_word(out, TUPLE, &n)
         for i in range(n):
             pack(out, <object>PyTuple_GET_ITEM(value, i), depth + 1)
         return 0
+    if value is None:
+        return put_tag(out, NONE)
+    if kind is float:
+        real = PyFloat_AS_DOUBLE(value)
+        return put_word(out, FLOAT, &real)
+    if kind is str:
+        if PyUnicode_IS_COMPACT_ASCII(value):
+            return put_data(out, STR, <char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value))
+        data = value.encode("utf-8", "surrogateescape")
+        return put_data(out, STR, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
     if kind is list:
         n = PyList_GET_SIZE(value)
-        out.raw(&LIST, 1)
-        size(out, n)
+        put_word(out, LIST, &n)
         for i in range(n):
             pack(out, <object>PyList_GET_ITEM(value, i), depth + 1)
         return 0
-    if kind is bool:
-        return out.raw(&TRUE if value else &FALSE, 1)
     if kind is int:
         number = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow:
             data = str(value).encode()
-            out.raw(&BIG_INT, 1)
-            return counted(out, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-        out.raw(&INT, 1)
-        return out.raw(<char*>&number, sizeof(number))
-    if kind is float:
-        real = PyFloat_AS_DOUBLE(value)
-        out.raw(&FLOAT, 1)
-        return out.raw(<char*>&real, sizeof(real))
+            return put_data(out, BIG_INT, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        return put_word(out, INT, &number)
+    if kind is bool:
+        return put_tag(out, TRUE if value else FALSE)
     if kind is dict:
-        out.raw(&DICT, 1)
-        size(out, len(value))
+        n = len(value)
+        put_word(out, DICT, &n)
         while PyDict_Next(value, &pos, &key, &item):
             pack(out, <object>key, depth + 1)
             pack(out, <object>item, depth + 1)
@@ -100,20 +246,44 @@ cdef int pack(FlowBuffer out, object value, int depth=0) except -1:
     raise TypeError(f"cannot hand over a {kind.__name__}")
 
 
-cdef inline int size(FlowBuffer out, Py_ssize_t n) except -1:
-    return out.raw(<char*>&n, sizeof(n))
+cdef inline char* room(FlowBuffer out, Py_ssize_t need) except NULL:
+    """Where the next ``need`` bytes go (the caller then adds them to ``out.length``)."""
+    if out.length + need > out.capacity:
+        out.reserve(need)
+    return out.data + out.length
 
 
-cdef inline int counted(FlowBuffer out, const char *data, Py_ssize_t n) except -1:
-    size(out, n)
-    return out.raw(data, n)
+cdef inline int put_tag(FlowBuffer out, char kind) except -1:
+    room(out, 1)[0] = kind
+    out.length += 1
+    return 0
+
+
+cdef inline int put_word(FlowBuffer out, char kind, const void *word) except -1:
+    """The type byte, then 8 bytes: a count of items, or a number."""
+    cdef char *at = room(out, 9)
+    at[0] = kind
+    memcpy(at + 1, word, 8)
+    out.length += 9
+    return 0
+
+
+cdef inline int put_data(FlowBuffer out, char kind, const char *data, Py_ssize_t n) except -1:
+    """The type byte, the size ``n``, ``n`` bytes."""
+    cdef char *at = room(out, 9 + n)
+    cdef long long size = n
+    at[0] = kind
+    memcpy(at + 1, &size, 8)
+    memcpy(at + 9, data, n)
+    out.length += 9 + n
+    return 0
 
 
 def pack_all(values) -> bytes:
     """The values, packed one after the other (for tests and tools)."""
     cdef FlowBuffer out = FlowBuffer()
     for value in values:
-        pack(out, value)
+        pack(out, value, 0)
     return out.take()
 
 
@@ -130,9 +300,11 @@ cdef class _Reader:
         return at
 
     cdef inline Py_ssize_t count(self) except -1:
-        cdef Py_ssize_t n
-        memcpy(&n, self.take(sizeof(n)), sizeof(n))
-        return n
+        cdef long long n
+        memcpy(&n, self.take(8), 8)
+        if not 0 <= n <= self.end:  # no count or size exceeds the data's own
+            raise ValueError("bad count in handed-over data")
+        return <Py_ssize_t>n
 
     cdef object value(self, int depth):
         cdef char kind = self.take(1)[0]
@@ -201,8 +373,8 @@ def unpack_all(bytes data not None) -> list:
 cdef class ExchangeSender:
     """Packs captured exchanges, and the states of their connections, for the writer.
 
-    Called as ``sender(client_conn, server_conn, data)`` with what `capture.record` hands
-    to recorders; packs ``(data, client key, server key)``, after ``("conn", key,
+    Called as ``sender(client_conn, server_conn, data)`` with what `Capture.data` gives
+    (`Capture.record` packs its capture directly instead); packs ``(data, client key, server key)``, after ``("conn", key,
     state)`` for a connection the writer has not seen or whose state changed since
     (`conn_key`). ``on_first()`` is called when the first exchange after a `take` is packed
     (the recorder then schedules the hand-over), ``on_error(message)`` when one cannot be
@@ -228,7 +400,14 @@ cdef class ExchangeSender:
         return self.out.length
 
     def __call__(self, client_conn, server_conn, tuple data not None):
-        cdef Py_ssize_t start = self.out.length, after_conns
+        self.send(client_conn, server_conn, None, None, None, None, data)
+
+    cdef send(self, client_conn, server_conn, Capture capture, head, route, str error,
+              tuple data):
+        """Pack an exchange: ``data``, or what ``capture`` (with ``head``, ``route``,
+        ``error``) packs for it."""
+        cdef Py_ssize_t after_conns
+        cdef long long n = 3
         cdef str ckey = None, skey = None
         try:
             self.make_room()
@@ -237,11 +416,13 @@ cdef class ExchangeSender:
                 skey = self.conn_key(server_conn)
             after_conns = self.out.length
             try:
-                self.out.raw(&TUPLE, 1)
-                size(self.out, 3)
-                pack(self.out, data)
-                pack(self.out, ckey)
-                pack(self.out, skey)
+                put_word(self.out, TUPLE, &n)
+                if capture is None:
+                    pack(self.out, data, 1)
+                else:
+                    capture.pack(self.out, head, route, error)
+                pack(self.out, ckey, 1)
+                pack(self.out, skey, 1)
             except BaseException:
                 self.out.length = after_conns  # no torn message
                 raise
@@ -257,19 +438,21 @@ cdef class ExchangeSender:
         called before the `conn_key` calls for one flow, so that both stay known."""
         if len(self.conns) >= self.max_conns - 1:
             self.conns.clear()
-            pack(self.out, ("forget",))
+            pack(self.out, ("forget",), 0)
 
     cpdef str conn_key(self, conn):
         """The key the writer knows ``conn``'s state by, packing the state first when it
         is new to the writer or changed."""
-        cdef str key = conn.id
-        cdef tuple seen = self.conns.get(key), now = fingerprint(conn)
+        cdef dict fields = conn.__dict__
+        cdef str key = fields["id"]
+        cdef tuple seen = self.conns.get(key), now
         cdef Py_ssize_t start
-        if seen is not None and seen == now:
+        if seen is not None and unchanged(seen, fields):
             return key
+        now = fingerprint(fields)
         start = self.out.length
         try:
-            pack(self.out, ("conn", key, conn.get_state()))
+            pack(self.out, ("conn", key, conn.get_state()), 0)
         except BaseException:
             self.out.length = start
             raise
@@ -283,10 +466,27 @@ cdef class ExchangeSender:
         return self.out.take(), count
 
 
-cdef inline tuple fingerprint(conn):
-    """What tells that a connection's state changed since it was sent: the proxy sets the
-    fields that change after a connection is accepted or opened together with one of
+cdef tuple FINGERPRINT = ("timestamp_end", "timestamp_tls_setup", "error",
+                          "timestamp_tcp_setup")
+
+
+cdef inline bint unchanged(tuple seen, dict fields) except -1:
+    """Whether the fields `fingerprint` reads still are as ``seen`` (mostly the very
+    same objects: identity first)."""
+    cdef Py_ssize_t i
+    for i in range(4):
+        before = <object>PyTuple_GET_ITEM(seen, i)
+        now = fields.get(<str>PyTuple_GET_ITEM(FINGERPRINT, i))
+        if before is not now and before != now:
+            return False
+    return True
+
+
+cdef inline tuple fingerprint(dict fields):
+    """What tells that a connection's state changed since it was sent (from the fields
+    in its ``__dict__``, where the connection dataclasses keep them: reading them there
+    costs a fraction of attribute lookups, which run once per request). The proxy sets
+    the fields that change after a connection is accepted or opened together with one of
     these (peername and sockname with timestamp_tcp_setup, sni, alpn, tls_version and the
     certificates with timestamp_tls_setup: `upstream`, `layers.tls`), or at the end."""
-    return (conn.timestamp_end, conn.timestamp_tls_setup, conn.error,
-            getattr(conn, "timestamp_tcp_setup", None))
+    return tuple([fields.get(name) for name in FINGERPRINT])

@@ -6,13 +6,13 @@ the only HTTP listener is a recorder that takes raw exchanges (an addon with
 ``records_exchanges = True`` and a ``record_exchange(client_conn, server_conn, exchange)``
 method, such as `fastproxy.addons.save.Save`), the addon manager says so
 (``listeners.record_exchange``, and ``listeners.http_flows`` stays False), and
-`Exchange.run_fast` keeps, per exchange, only what the recorded flow needs, in one list
-(`start`, a `Capture`): the times, the response head and the bodies (the relay hands each
-piece with its transfer framing to the body's tee). A response body with a Content-Length
-within the limit needs no tee object: the `Capture` list itself takes its pieces
-(``add`` is ``list.append``, no Python frame per piece). `record` turns that into one flat
-tuple of bytes, str, ints and floats, cheap to pickle, and hands it to the recorder with
-the two connections (whose states the recorder sends once per connection).
+`Exchange.run_fast` keeps, per exchange, only what the recorded flow needs, in a `Capture`
+(`start`; in C, `fastproxy.io._handover`): the times, the response head and the bodies
+(the relay hands each piece with its transfer framing to the body's tee). A response body
+with a Content-Length within the limit needs no tee object: the `Capture` takes its pieces
+itself. `Capture.record` hands the exchange to the recorders with its two connections:
+as one flat tuple of bytes, str, ints and floats (`Capture.data`), whose fields are those
+`exchange_state` unpacks, or packed straight into the `ExchangeSender`'s buffer.
 
 The writer process encodes the tuple (`fastproxy.io._encode`, in C) as the state dict
 `HTTPFlow.get_state()` gives for the same exchange on the flow path, key for key
@@ -28,51 +28,19 @@ the flow at ``error``.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastproxy.flow import FLOW_FORMAT_VERSION
 from fastproxy.ids import new_id
+from fastproxy.io._handover import Capture
 from fastproxy.io.bodies import BodyTee, dechunk, mark_truncated
-
-# Slots of the list `start` makes (one per recorded exchange); a response body's pieces
-# follow them when the list is its tee (`response_started`).
-T_START, REQUEST_TEE, T_REQUEST_END, RESPONSE, T_RESPONSE_START, RESPONSE_TEE = range(6)
-_SLOTS = 6
-
-
-class Capture(list):
-    """What is kept of one exchange (the slots above), and the tee of a response body
-    known to fit the limit: ``add`` appends each piece after the slots."""
-
-    __slots__ = ()
-    add = list.append
 
 
 def start(exchange: Any) -> Capture:
     """The capture of an exchange (`http1.Exchange`) whose request head just arrived."""
-    now = time.time()
-    if not exchange.request_body_done:
-        return Capture((now, tee(exchange.ctx.options.save_body_limit, exchange.head),
-                        None, None, None, None))
-    return Capture((now, None, now, None, None, None))  # a bodyless request ends with its head
-
-
-def request_ended(rec: list) -> None:
-    rec[T_REQUEST_END] = time.time()
-
-
-def response_started(exchange: Any, head: Any) -> Any:
-    """Note the response head; the returned tee takes its body (the capture itself when
-    the body has a Content-Length within the limit: no object per response)."""
-    rec = exchange.rec
-    rec[RESPONSE] = head
-    rec[T_RESPONSE_START] = time.time()
-    limit = exchange.ctx.options.save_body_limit
-    if head.chunked or not 0 <= head.content_length <= limit:
-        body_tee = rec[RESPONSE_TEE] = tee(limit, head)
-        return body_tee
-    return rec
+    if exchange.request_body_done:
+        return Capture()  # a bodyless request ends with its head
+    return Capture(tee(exchange.ctx.options.save_body_limit, exchange.head))
 
 
 def tee(limit: int, head: Any) -> BodyTee:
@@ -123,56 +91,6 @@ class ChunkedTee(BodyTee):
                 except ValueError:
                     self.need = 0
                 self.done = self.need == 0  # the last chunk: trailers are not kept
-
-
-def record(exchange: Any, error: str | None) -> None:
-    """Hand the exchange (`http1.Exchange`) over to the recorders, once; with ``error``
-    when it failed. Called before the upstream connection is released or closed."""
-    rec = exchange.rec
-    exchange.rec = None
-    ctx = exchange.ctx
-    now = time.time()
-    head, route, resp = exchange.head, exchange.route, rec[RESPONSE]
-    t_request_end = rec[T_REQUEST_END]
-    if t_request_end is None:
-        req_body, req_size, req_chunked = None, 0, False
-    elif rec[REQUEST_TEE] is None:
-        req_body, req_size, req_chunked = b"", 0, False
-    else:
-        req_body, req_size, req_chunked = _body(rec[REQUEST_TEE], True, head.chunked)
-    if resp is None:
-        data = (rec[T_START], head.method, route.scheme, route.host, route.port,
-                route.authority, route.path, head.version, head.fields, route.host_header,
-                req_body, req_size, req_chunked, t_request_end,
-                None, None, None, None, None, None, None, None, None, error, now)
-    else:
-        if error is not None:
-            resp_body, resp_size, resp_chunked = None, 0, False
-        elif rec[RESPONSE_TEE] is None:  # the capture was the tee: all of it is kept
-            size = len(rec)
-            resp_body = b"" if size == _SLOTS else rec[_SLOTS] if size == _SLOTS + 1 \
-                else b"".join(rec[_SLOTS:])
-            resp_size, resp_chunked = len(resp_body), False
-        else:
-            resp_body, resp_size, resp_chunked = _body(rec[RESPONSE_TEE], True, resp.chunked)
-        data = (rec[T_START], head.method, route.scheme, route.host, route.port,
-                route.authority, route.path, head.version, head.fields, route.host_header,
-                req_body, req_size, req_chunked, t_request_end,
-                resp.version, resp.status_code, resp.reason, resp.fields,
-                rec[T_RESPONSE_START], resp_body, resp_size, resp_chunked,
-                None if error is not None else now, error, now)
-    for fn in ctx.listeners.record_exchange:
-        fn(ctx.client_conn, ctx.server_conn, data)
-
-
-def _body(tee: BodyTee | None, complete: bool, chunked: bool) -> tuple:
-    """(kept bytes, full size, chunked) of a body; the bytes are None if it did not end."""
-    if not complete:
-        return None, 0, False
-    if tee is None:
-        return b"", 0, False
-    pieces = tee.pieces
-    return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), tee.size, chunked
 
 
 # -- in the writer process --------------------------------------------------------------

@@ -20,6 +20,7 @@ from fastproxy._core import (BODY, CLOSED, END, HEAD, NEED_DATA, ProtocolError, 
                              lowered_name)
 from fastproxy.flow import Error
 from fastproxy.http import Headers, HTTPFlow, Request, Response
+from fastproxy.io._handover import Capture
 from fastproxy.io.bodies import BodyTee
 from fastproxy.log import logger
 from fastproxy.proxy import capture
@@ -149,7 +150,7 @@ class Exchange:
         self.response_started = False
         self.client_keep_alive = head.keep_alive
         self.request_body_done = not ctx.client.reader.has_body
-        self.rec: list | None = None
+        self.rec: Capture | None = None
         """What `capture` keeps of an exchange recorded without a flow (run_fast)."""
 
     def run(self) -> Coroutine[Any, Any, bool]:
@@ -189,10 +190,11 @@ class Exchange:
                 return False
             upstream.endpoint.write(request_head)
             resp = await self.read_response_head(upstream, head.method)
-        tee = None if rec is None else capture.response_started(self, resp)
+        tee = None if rec is None else \
+            rec.response_started(resp, ctx.options.save_body_limit, capture.tee)
         if resp.status_code == 101:
             if rec is not None:
-                capture.record(self, None)
+                rec.record(self)
             return await self.switch_protocols(upstream, _status_line(resp), resp.fields)
         response_head = self.response_head(_status_line(resp), resp.fields,
                                            self.response_drop(resp), None)
@@ -202,7 +204,7 @@ class Exchange:
         elif client._write_paused:
             await client.drain()
         if rec is not None:
-            capture.record(self, None)
+            rec.record(self)
         return self.finish(upstream, resp)
 
     # -- with a flow: events for the addons -------------------------------------------
@@ -414,10 +416,10 @@ class Exchange:
         if self.head.expect_continue and self.head.version == b"HTTP/1.1":
             self.ctx.client.write(CONTINUE)
         rec = self.rec
-        tee = None if rec is None else rec[capture.REQUEST_TEE]
+        tee = None if rec is None else rec.request_tee
         await self.ctx.client.relay_body(self.upstream.endpoint, None, tee)
         if rec is not None:
-            capture.request_ended(rec)
+            rec.request_ended()
         self.request_body_done = True
 
     async def gather_body(self, source, is_request: bool) -> bytes:
@@ -520,7 +522,7 @@ class Exchange:
             if self.ctx.listeners.error:
                 await self.ctx.addons.trigger("error", flow)
         elif self.rec is not None:
-            capture.record(self, message)
+            self.rec.record(self, message)
 
 
 def _status_line(head) -> bytes:
