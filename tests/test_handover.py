@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from fastproxy.io._handover import ExchangeSender, pack_all, unpack_all
+from fastproxy.io._encode import pack_all, unpack_all
+from fastproxy.io._handover import ExchangeSender
 from tests.test_flowfile import make_flow
 
 VALUES = [

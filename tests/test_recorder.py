@@ -150,7 +150,8 @@ def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
     import io
     import pickle
 
-    from fastproxy.io._handover import ExchangeSender, unpack_all
+    from fastproxy.io._encode import unpack_all
+    from fastproxy.io._handover import ExchangeSender
     from fastproxy.io.recorder import flow_state
     from fastproxy.io.writer import Writer, split_messages
 
@@ -192,7 +193,8 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
     from types import SimpleNamespace
 
     from fastproxy._core import BODY, HTTP1Reader
-    from fastproxy.io._handover import ExchangeSender, unpack_all
+    from fastproxy.io._encode import unpack_all
+    from fastproxy.io._handover import ExchangeSender
     from fastproxy.proxy import capture
     from fastproxy.proxy.layers.routing import Route
     from tests.test_flowfile import make_flow as make_conns

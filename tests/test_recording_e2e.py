@@ -232,7 +232,7 @@ def load(proxy, origin, stop: threading.Event, done: list) -> None:
             conn.getresponse().read()
             done.append(1)
             conn.close()
-        except OSError:
+        except (OSError, http.client.HTTPException):  # the proxy was killed
             return
 
 

@@ -1,18 +1,24 @@
 # cython: language_level=3, cdivision=True, boundscheck=False, wraparound=False
-"""The writer's encoder: captured HTTP/1 exchanges to flow-file records, in C.
+"""The recorder's byte work in C: the packed format exchanges are handed over in, and the
+writer's encoder of flow records.
 
-`FlowBuffer.exchange` turns the tuple of a captured exchange (`Capture.data` in
-`fastproxy.io._handover`) into the bytes ``tnetstring.dumps(exchange_state(...))`` gives
-(tests/test_recorder.py compares them with ``dumps(HTTPFlow.get_state())``), written
-straight into one growing buffer that holds every record of a batch: the writer process
-then writes it with one call.
+The packed format (`pack`, `unpack_all`): what the proxy hands its writer process holds
+only None, bools, ints, floats, bytes, str, tuples and lists (dicts too, in a connection's
+state), none of it shared, so each value is a type byte (`P_*` in _encode.pxd) and its
+bytes: 8 for a number, a size or a count, then the bytes or the items. Packing an exchange
+costs the loop a few thousand instructions where pickle, whose memo hashes every object,
+cost 20k. Both ends run on the same machine: numbers are in its byte order.
+
+The encoder (`FlowBuffer.packed`) reads packed exchanges in place and writes the bytes
+``tnetstring.dumps(exchange_state(...))`` gives for them (tests/test_recorder.py compares
+them with ``dumps(HTTPFlow.get_state())``) straight into one growing buffer that holds
+every record of a batch: the writer process then writes it with one call. No Python object
+is made for an exchange's fields.
 
 Every size is known before anything is written (the bodies and the connection states are
 bytes already, the few floats are formatted first), so each length prefix is written once,
 in its place, and nothing is moved afterwards. Like mitmproxy's tnetstring, a dict's items
-are written last to first. Connection states come encoded (the writer encodes each once);
-header fields are encoded field by field, which in C costs less than looking them up in a
-cache would (hashing a tuple of fresh bytes objects reads them all anyway).
+are written last to first. Connection states come encoded (the writer encodes each once).
 
 Flow ids are random UUID4 strings formatted as `fastproxy.ids.new_id` formats them, from
 ``os.urandom`` bytes fetched 4 KiB at a time instead of 16 bytes (one syscall) per flow.
@@ -20,8 +26,13 @@ Flow ids are random UUID4 strings formatted as `fastproxy.ids.new_id` formats th
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_Next
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport frexp, ldexp
 from libc.string cimport memcpy, strlen
 
@@ -35,6 +46,7 @@ cdef extern from *:
     ctypedef unsigned long long uint128 "unsigned __int128"
 
 cdef extern from "Python.h":
+    ctypedef struct PyObject
     char* PyOS_double_to_string(double val, char format_code, int precision, int flags,
                                 int *ptype) except NULL
     int Py_DTSF_ADD_DOT_0
@@ -46,7 +58,15 @@ cdef enum:
     FLOAT_MAX = 32  # bytes for a formatted number: repr() of a double has at most 24
     ID_POOL = 4096  # random bytes fetched at a time for flow ids
     KEEP_CAPACITY = 4 << 20  # a larger buffer is freed once taken
-    N_FIELDS = 25  # the slots of the tuple `Capture.data` makes
+    N_FIELDS = 25  # the fields of an exchange (`Capture.data`)
+    MAX_DEPTH = 32  # a connection's state nests three deep; deeper is not ours
+
+# The fields of an exchange, in order (what `capture.exchange_state` unpacks).
+cdef enum:
+    F_T_START, F_METHOD, F_SCHEME, F_HOST, F_PORT, F_AUTHORITY, F_PATH, F_VERSION
+    F_FIELDS, F_HOST_HEADER, F_REQ_BODY, F_REQ_SIZE, F_REQ_CHUNKED, F_T_REQ_END
+    F_RESP_VERSION, F_STATUS, F_REASON, F_RESP_FIELDS, F_T_RESP_START, F_RESP_BODY
+    F_RESP_SIZE, F_RESP_CHUNKED, F_T_RESP_END, F_ERROR, F_T_ERROR
 
 cdef bytes NONE = b"0:~"
 cdef bytes EMPTY_STR = b"0:;"
@@ -78,6 +98,7 @@ cdef bytes K_PATH = tkey("path"), K_AUTHORITY = tkey("authority"), K_SCHEME = tk
 cdef bytes K_METHOD = tkey("method"), K_PORT = tkey("port"), K_HOST = tkey("host")
 cdef bytes K_TS_END = tkey("timestamp_end"), K_TS_START = tkey("timestamp_start")
 cdef bytes K_TRAILERS = tkey("trailers"), K_CONTENT = tkey("content")
+cdef bytes K_TRAILERS_NONE_CONTENT = K_TRAILERS + NONE + K_CONTENT
 cdef bytes K_HEADERS = tkey("headers"), K_HTTP_VERSION = tkey("http_version")
 cdef bytes K_REASON = tkey("reason"), K_STATUS = tkey("status_code")
 cdef bytes K_WEBSOCKET = tkey("websocket"), K_RESPONSE = tkey("response")
@@ -99,7 +120,8 @@ cdef bytes FLOW_TAIL = K_TYPE + HTTP + K_VERSION + tnetstring.dumps(FLOW_FORMAT_
 
 @cython.final
 cdef class FlowBuffer:
-    """Encoded flow records, appended one after the other; `take` empties it."""
+    """A growing byte buffer: flow records one after the other (the writer), or packed
+    values (the proxy); `take` empties it."""
 
     def __cinit__(self):
         self.data = NULL
@@ -131,26 +153,55 @@ cdef class FlowBuffer:
         """Append the record of the exchange ``data`` (`Capture.data`) with these
         encoded connection states; False, with nothing appended, when a body is longer
         than ``limit`` (the caller cuts it and marks the flow: the rare, general path)."""
-        cdef Py_ssize_t start = self.length
-        if not isinstance(client_conn, bytes) or not isinstance(server_conn, bytes):
-            raise TypeError("connection states come encoded (bytes)")
-        if PyTuple_GET_SIZE(data) != N_FIELDS:
-            raise ValueError(f"an exchange has {N_FIELDS} fields, not {len(data)}")
-        if limit is not None:
-            resp_size = data[20]
-            if data[11] > limit or (resp_size is not None and resp_size > limit):
-                return False
-        try:
-            self.write_exchange(data, client_conn, server_conn)
-        except BaseException:
-            self.length = start  # no torn record
-            raise
-        return True
+        cdef FlowBuffer scratch = FlowBuffer()
+        cdef Value exchange
+        cdef Value fields[N_FIELDS]
+        pack(scratch, data, 0)
+        read_value(scratch.data, scratch.data + scratch.length, &exchange)
+        read_exchange(&exchange, fields)
+        return self.write_exchange(fields, client_conn, server_conn, limit)
+
+    def packed(self, bytes data not None, dict conns not None, limit, other) -> int:
+        """Encode the exchanges among the messages packed in ``data`` (by the proxy's
+        `ExchangeSender`): ``(exchange, client key, server key)``, whose connection
+        states are in ``conns`` (encoded). Every other message, and an exchange this
+        cannot encode (a body over ``limit``, no server), goes to ``other(message)``
+        unpacked, in order; it returns how many records it appended. Returns how many
+        records were appended in all."""
+        cdef const char *at = PyBytes_AS_STRING(data)
+        cdef const char *end = at + PyBytes_GET_SIZE(data)
+        cdef const char *start
+        cdef const char *item
+        cdef Value message, first, key
+        cdef Value fields[N_FIELDS]
+        cdef int count = 0
+        while at < end:
+            start = at
+            at = read_value(at, end, &message)
+            if message.kind == P_TUPLE and message.size == 3:
+                item = read_item(&message, message.data, &first)
+                if first.kind == P_TUPLE:
+                    read_exchange(&first, fields)
+                    read_item(&message, read_item(&message, item, &key), &first)  # keys
+                    client = conns.get(text(&key))
+                    server = conns.get(text(&first)) if first.kind == P_STR else None
+                    if client is None or (first.kind == P_STR and server is None):
+                        raise ValueError("an exchange of a connection the writer was "
+                                         "not told of")
+                    if server is not None and self.write_exchange(fields, client, server,
+                                                                  limit):
+                        count += 1
+                        continue
+            count += other(unpack_all(PyBytes_FromStringAndSize(start, at - start))[0])
+        return count
 
     # -- the layout -------------------------------------------------------------------
 
-    cdef int write_exchange(self, tuple data, object client_conn, object server_conn) except -1:
-        """The record; ``client_conn`` and ``server_conn`` are bytes (or a subclass)."""
+    cdef bint write_exchange(self, const Value *f, object client_conn, object server_conn,
+                             object limit) except -1:
+        """Append the record of the exchange whose fields are ``f``, with these encoded
+        connection states; False, with nothing appended, when a body is longer than
+        ``limit``."""
         cdef char started[FLOAT_MAX]
         cdef char req_end[FLOAT_MAX]
         cdef char resp_start[FLOAT_MAX]
@@ -159,57 +210,62 @@ cdef class FlowBuffer:
         cdef char port_text[FLOAT_MAX]
         cdef char status_text[FLOAT_MAX]
         cdef Py_ssize_t n_started, n_req_end, n_resp_start = 0, n_resp_end = 0, n_error_ts = 0
-        cdef Py_ssize_t n_port, n_status = 0
+        cdef Py_ssize_t n_port, n_status = 0, start = self.length
         cdef Py_ssize_t request_size, response_size = 3, error_size = 3, flow_size
         cdef Py_ssize_t response_content = 0, error_content = 0
         cdef Py_ssize_t req_headers_size, resp_headers_size = 0
-        cdef bytes host, req_body, resp_body, error = None, host_header = None
-        cdef bytes method, authority, path, version, resp_version, reason
-        cdef list fields, resp_fields
-        (t_start, method, scheme, host_str, port, authority, path, version, fields,
-         host_header_str, req_body, req_size, req_chunked, t_req_end,
-         resp_version, status, reason, resp_fields, t_resp_start, resp_body, resp_size,
-         resp_chunked, t_resp_end, error_str, t_error) = data
-        cdef bytes scheme_b = scheme.encode()
-        host = utf8(host_str)
-        if host_header_str is not None:
-            host_header = utf8(host_header_str)
-        if req_body is not None and req_chunked:
-            req_body = dechunk(req_body)
-        n_started = format_float(t_start, started)
-        if t_req_end is t_start or t_req_end == t_start:  # bodyless: ends with its head
-            memcpy(req_end, started, n_started)
+        cdef Value req_body = f[F_REQ_BODY], resp_body = f[F_RESP_BODY]
+        cdef const Value *host_header = &f[F_HOST_HEADER] if f[F_HOST_HEADER].kind == P_STR \
+            else NULL
+        cdef bint has_response = f[F_STATUS].kind != P_NONE
+        cdef bytes req_plain, resp_plain  # de-chunked bodies, kept alive while written
+        if not isinstance(client_conn, bytes) or not isinstance(server_conn, bytes):
+            raise TypeError("connection states come encoded (bytes)")
+        check_exchange(f)
+        if limit is not None and (f[F_REQ_SIZE].number > limit or (
+                has_response and f[F_RESP_SIZE].kind == P_INT and f[F_RESP_SIZE].number > limit)):
+            return False
+        if req_body.kind == P_BYTES and f[F_REQ_CHUNKED].kind == P_TRUE:
+            req_plain = dechunk(PyBytes_FromStringAndSize(req_body.data, req_body.size))
+            req_body.data, req_body.size = PyBytes_AS_STRING(req_plain), len(req_plain)
+        n_started = format_float(&f[F_T_START], started)
+        if f[F_T_REQ_END].kind == P_FLOAT and f[F_T_REQ_END].real == f[F_T_START].real:
+            memcpy(req_end, started, n_started)  # bodyless: ends with its head
             n_req_end = n_started
         else:
-            n_req_end = format_float(t_req_end, req_end)
-        n_port = format_int(port, port_text)
-        req_headers_size = fields_size(fields, host_header)
+            n_req_end = format_float(&f[F_T_REQ_END], req_end)
+        n_port = format_int(f[F_PORT].number, port_text)
+        req_headers_size = fields_size(&f[F_FIELDS], host_header)
         request_size = (
-            len(K_PATH) + leaf_size(len(path)) + len(K_AUTHORITY) + leaf_size(len(authority))
-            + len(K_SCHEME) + leaf_size(len(scheme_b)) + len(K_METHOD) + leaf_size(len(method))
-            + len(K_PORT) + n_port + len(K_HOST) + leaf_size(len(host))
+            len(K_PATH) + leaf_size(f[F_PATH].size)
+            + len(K_AUTHORITY) + leaf_size(f[F_AUTHORITY].size)
+            + len(K_SCHEME) + leaf_size(f[F_SCHEME].size)
+            + len(K_METHOD) + leaf_size(f[F_METHOD].size)
+            + len(K_PORT) + n_port + len(K_HOST) + leaf_size(f[F_HOST].size)
             + len(K_TS_END) + n_req_end + len(K_TS_START) + n_started
-            + len(K_TRAILERS) + 3 + len(K_CONTENT) + optional_size(req_body)
+            + len(K_TRAILERS) + 3 + len(K_CONTENT) + optional_size(&req_body)
             + len(K_HEADERS) + leaf_size(req_headers_size)
-            + len(K_HTTP_VERSION) + leaf_size(len(version)))
-        if status is not None:
-            if resp_body is not None and resp_chunked:
-                resp_body = dechunk(resp_body)
-            n_resp_start = format_float(t_resp_start, resp_start)
-            n_resp_end = format_float(t_resp_end, resp_end)
-            n_status = format_int(status, status_text)
-            resp_headers_size = fields_size(resp_fields, None)
+            + len(K_HTTP_VERSION) + leaf_size(f[F_VERSION].size))
+        if has_response:
+            if resp_body.kind == P_BYTES and f[F_RESP_CHUNKED].kind == P_TRUE:
+                resp_plain = dechunk(PyBytes_FromStringAndSize(resp_body.data,
+                                                               resp_body.size))
+                resp_body.data, resp_body.size = PyBytes_AS_STRING(resp_plain), len(resp_plain)
+            n_resp_start = format_float(&f[F_T_RESP_START], resp_start)
+            n_resp_end = format_float(&f[F_T_RESP_END], resp_end)
+            n_status = format_int(f[F_STATUS].number, status_text)
+            resp_headers_size = fields_size(&f[F_RESP_FIELDS], NULL)
             response_content = (
-                len(K_REASON) + leaf_size(len(reason)) + len(K_STATUS) + n_status
+                len(K_REASON) + leaf_size(f[F_REASON].size) + len(K_STATUS) + n_status
                 + len(K_TS_END) + n_resp_end + len(K_TS_START) + n_resp_start
-                + len(K_TRAILERS) + 3 + len(K_CONTENT) + optional_size(resp_body)
+                + len(K_TRAILERS) + 3 + len(K_CONTENT) + optional_size(&resp_body)
                 + len(K_HEADERS) + leaf_size(resp_headers_size)
-                + len(K_HTTP_VERSION) + leaf_size(len(resp_version)))
+                + len(K_HTTP_VERSION) + leaf_size(f[F_RESP_VERSION].size))
             response_size = leaf_size(response_content)
-        if error_str is not None:
-            error = utf8(error_str)
-            n_error_ts = format_float(t_error, error_ts)
-            error_content = len(K_TIMESTAMP) + n_error_ts + len(K_MSG) + leaf_size(len(error))
+        if f[F_ERROR].kind == P_STR:
+            n_error_ts = format_float(&f[F_T_ERROR], error_ts)
+            error_content = (len(K_TIMESTAMP) + n_error_ts + len(K_MSG)
+                             + leaf_size(f[F_ERROR].size))
             error_size = leaf_size(error_content)
         flow_size = (len(FLOW_HEAD) + len(K_RESPONSE) + response_size
                      + len(K_REQUEST) + leaf_size(request_size) + len(FLOW_MIDDLE)
@@ -217,113 +273,109 @@ cdef class FlowBuffer:
                      + len(K_SERVER) + PyBytes_GET_SIZE(server_conn)
                      + len(K_CLIENT) + PyBytes_GET_SIZE(client_conn)
                      + len(K_ERROR) + error_size + len(K_ID) + 40 + len(FLOW_TAIL))
-        self.reserve(leaf_size(flow_size))
-        self.prefix(flow_size)
-        self.put(FLOW_HEAD)
-        self.put(K_RESPONSE)
-        if status is None:
-            self.put(NONE)
-        else:
-            self.prefix(response_content)
-            self.put(K_REASON)
-            self.leaf(reason, b",")
-            self.put(K_STATUS)
-            self.raw(status_text, n_status)
+        try:
+            self.reserve(leaf_size(flow_size))
+            self.prefix(flow_size)
+            self.put(FLOW_HEAD)
+            self.put(K_RESPONSE)
+            if not has_response:
+                self.put(NONE)
+            else:
+                self.prefix(response_content)
+                self.put(K_REASON)
+                self.leaf(f[F_REASON].data, f[F_REASON].size, b",")
+                self.put(K_STATUS)
+                self.raw(status_text, n_status)
+                self.put(K_TS_END)
+                self.raw(resp_end, n_resp_end)
+                self.put(K_TS_START)
+                self.raw(resp_start, n_resp_start)
+                self.put(K_TRAILERS_NONE_CONTENT)
+                self.optional(&resp_body)
+                self.put(K_HEADERS)
+                self.fields(&f[F_RESP_FIELDS], NULL, resp_headers_size)
+                self.put(K_HTTP_VERSION)
+                self.leaf(f[F_RESP_VERSION].data, f[F_RESP_VERSION].size, b",")
+                self.tag(b"}")
+            self.put(K_REQUEST)
+            self.prefix(request_size)
+            self.put(K_PATH)
+            self.leaf(f[F_PATH].data, f[F_PATH].size, b",")
+            self.put(K_AUTHORITY)
+            self.leaf(f[F_AUTHORITY].data, f[F_AUTHORITY].size, b",")
+            self.put(K_SCHEME)
+            self.leaf(f[F_SCHEME].data, f[F_SCHEME].size, b",")
+            self.put(K_METHOD)
+            self.leaf(f[F_METHOD].data, f[F_METHOD].size, b",")
+            self.put(K_PORT)
+            self.raw(port_text, n_port)
+            self.put(K_HOST)
+            self.leaf(f[F_HOST].data, f[F_HOST].size, b";")
             self.put(K_TS_END)
-            self.raw(resp_end, n_resp_end)
+            self.raw(req_end, n_req_end)
             self.put(K_TS_START)
-            self.raw(resp_start, n_resp_start)
-            self.put(K_TRAILERS)
-            self.put(NONE)
-            self.put(K_CONTENT)
-            self.optional(resp_body)
+            self.raw(started, n_started)
+            self.put(K_TRAILERS_NONE_CONTENT)
+            self.optional(&req_body)
             self.put(K_HEADERS)
-            self.fields(resp_fields, None, resp_headers_size)
+            self.fields(&f[F_FIELDS], host_header, req_headers_size)
             self.put(K_HTTP_VERSION)
-            self.leaf(resp_version, b",")
+            self.leaf(f[F_VERSION].data, f[F_VERSION].size, b",")
             self.tag(b"}")
-        self.put(K_REQUEST)
-        self.prefix(request_size)
-        self.put(K_PATH)
-        self.leaf(path, b",")
-        self.put(K_AUTHORITY)
-        self.leaf(authority, b",")
-        self.put(K_SCHEME)
-        self.leaf(scheme_b, b",")
-        self.put(K_METHOD)
-        self.leaf(method, b",")
-        self.put(K_PORT)
-        self.raw(port_text, n_port)
-        self.put(K_HOST)
-        self.leaf(host, b";")
-        self.put(K_TS_END)
-        self.raw(req_end, n_req_end)
-        self.put(K_TS_START)
-        self.raw(started, n_started)
-        self.put(K_TRAILERS)
-        self.put(NONE)
-        self.put(K_CONTENT)
-        self.optional(req_body)
-        self.put(K_HEADERS)
-        self.fields(fields, host_header, req_headers_size)
-        self.put(K_HTTP_VERSION)
-        self.leaf(version, b",")
-        self.tag(b"}")
-        self.put(FLOW_MIDDLE)
-        self.put(K_CREATED)
-        self.raw(started, n_started)
-        self.put(FLOW_CONSTANTS)
-        self.put(K_SERVER)
-        self.raw(PyBytes_AS_STRING(server_conn), PyBytes_GET_SIZE(server_conn))
-        self.put(K_CLIENT)
-        self.raw(PyBytes_AS_STRING(client_conn), PyBytes_GET_SIZE(client_conn))
-        self.put(K_ERROR)
-        if error is None:
-            self.put(NONE)
-        else:
-            self.prefix(error_content)
-            self.put(K_TIMESTAMP)
-            self.raw(error_ts, n_error_ts)
-            self.put(K_MSG)
-            self.leaf(error, b";")
+            self.put(FLOW_MIDDLE)
+            self.put(K_CREATED)
+            self.raw(started, n_started)
+            self.put(FLOW_CONSTANTS)
+            self.put(K_SERVER)
+            self.raw(PyBytes_AS_STRING(server_conn), PyBytes_GET_SIZE(server_conn))
+            self.put(K_CLIENT)
+            self.raw(PyBytes_AS_STRING(client_conn), PyBytes_GET_SIZE(client_conn))
+            self.put(K_ERROR)
+            if f[F_ERROR].kind != P_STR:
+                self.put(NONE)
+            else:
+                self.prefix(error_content)
+                self.put(K_TIMESTAMP)
+                self.raw(error_ts, n_error_ts)
+                self.put(K_MSG)
+                self.leaf(f[F_ERROR].data, f[F_ERROR].size, b";")
+                self.tag(b"}")
+            self.put(K_ID)
+            self.new_id()
+            self.put(FLOW_TAIL)
             self.tag(b"}")
-        self.put(K_ID)
-        self.new_id()
-        self.put(FLOW_TAIL)
-        self.tag(b"}")
-        return 0
+        except BaseException:
+            self.length = start  # no torn record
+            raise
+        return True
 
-    cdef int fields(self, list fields, bytes host, Py_ssize_t size) except -1:
-        """Header fields as a list of [name, value] lists; with ``host``, every Host
-        value replaced by it, or a Host field first if there was none (as
-        `capture.request_headers`)."""
-        cdef tuple field
-        cdef bytes name, value
+    cdef int fields(self, const Value *fields, const Value *host, Py_ssize_t size) except -1:
+        """Header fields (a packed list of (name, value) tuples) as a list of [name,
+        value] lists; with ``host``, every Host value replaced by it, or a Host field
+        first if there was none (as `capture.request_headers`)."""
+        cdef const char *at = fields.data
+        cdef Value pair, name, value
+        cdef Py_ssize_t i
         self.prefix(size)
-        if host is not None and not has_host(fields):
-            self.pair(b"Host", host)
-        for field in fields:
-            name = <bytes>PyTuple_GET_ITEM(field, 0)
-            value = <bytes>PyTuple_GET_ITEM(field, 1)
-            if host is not None and is_host(name):
-                value = host
-            self.pair(name, value)
+        if host is not NULL and not has_host(fields):
+            self.pair(b"Host", 4, host)
+        for i in range(fields.size):
+            at = read_pair(fields, at, &name, &value)
+            self.pair(name.data, name.size, host if host is not NULL and
+                      is_host(name.data, name.size) else &value)
         self.tag(b"]")
         return 0
 
-    cdef int pair(self, bytes name, bytes value) except -1:
-        self.prefix(leaf_size(len(name)) + leaf_size(len(value)))
-        self.leaf(name, b",")
-        self.leaf(value, b",")
-        self.tag(b"]")
-        return 0
+    cdef inline int pair(self, const char *name, Py_ssize_t n, const Value *value) except -1:
+        self.prefix(leaf_size(n) + leaf_size(value.size))
+        self.leaf(name, n, b",")
+        self.leaf(value.data, value.size, b",")
+        return self.tag(b"]")
 
-    cdef int optional(self, bytes value) except -1:
-        if value is None:
-            self.put(NONE)
-        else:
-            self.leaf(value, b",")
-        return 0
+    cdef inline int optional(self, const Value *value) except -1:
+        if value.kind == P_NONE:
+            return self.put(NONE)
+        return self.leaf(value.data, value.size, b",")
 
     # -- the buffer -------------------------------------------------------------------
 
@@ -359,10 +411,10 @@ cdef class FlowBuffer:
                 break
         return self.raw(text + i, 24 - i)
 
-    cdef inline int leaf(self, bytes value, bytes tag) except -1:
-        self.prefix(PyBytes_GET_SIZE(value))
-        self.put(value)
-        return self.tag(tag)
+    cdef inline int leaf(self, const char *value, Py_ssize_t n, char tag) except -1:
+        self.prefix(n)
+        self.raw(value, n)
+        return self.raw(&tag, 1)
 
     cdef int new_id(self) except -1:
         """``36:<uuid4>;``: `fastproxy.ids.new_id`'s format (RFC 9562 §5.4: version
@@ -395,71 +447,290 @@ cdef inline int hex_value(char c) noexcept:
     return c - 48 if c <= b"9" else c - 87
 
 
-cdef inline bint is_host(bytes name) noexcept:
-    cdef const char *p
-    if PyBytes_GET_SIZE(name) != 4:
-        return False
-    p = PyBytes_AS_STRING(name)
-    return ((p[0] | 32) == b"h" and (p[1] | 32) == b"o" and (p[2] | 32) == b"s"
+cdef inline bint is_host(const char *p, Py_ssize_t n) noexcept:
+    return (n == 4 and (p[0] | 32) == b"h" and (p[1] | 32) == b"o" and (p[2] | 32) == b"s"
             and (p[3] | 32) == b"t")
 
 
-cdef bint has_host(list fields) except -1:
-    cdef tuple field
-    for field in fields:
-        if is_host(<bytes>PyTuple_GET_ITEM(field, 0)):
+cdef const char* read_pair(const Value *fields, const char *at, Value *name,
+                           Value *value) except NULL:
+    """The header field at ``at`` in ``fields``: a (name, value) tuple of bytes, as
+    `fields_size` checked."""
+    cdef Value pair
+    at = read_item(fields, at, &pair)
+    read_item(&pair, read_item(&pair, pair.data, name), value)
+    return at
+
+
+cdef bint has_host(const Value *fields) except -1:
+    cdef const char *at = fields.data
+    cdef Value name, value
+    cdef Py_ssize_t i
+    for i in range(fields.size):
+        at = read_pair(fields, at, &name, &value)
+        if is_host(name.data, name.size):
             return True
     return False
 
 
-cdef Py_ssize_t fields_size(list fields, bytes host) except -1:
-    """The content size of `FlowBuffer.fields`'s list."""
-    cdef tuple field
-    cdef bytes name, value
-    cdef Py_ssize_t size = 0, pair
-    if host is not None and not has_host(fields):
-        size += leaf_size(leaf_size(4) + leaf_size(len(host)))
-    for field in fields:
-        if PyTuple_GET_SIZE(field) != 2:
+cdef Py_ssize_t fields_size(const Value *fields, const Value *host) except -1:
+    """The content size of `FlowBuffer.fields`'s list, checking that each field is a
+    (name, value) tuple of bytes (the other functions then take it as such)."""
+    cdef const char *at = fields.data
+    cdef Value pair, name, value
+    cdef Py_ssize_t size = 0, i
+    for i in range(fields.size):
+        at = read_item(fields, at, &pair)
+        if pair.kind != P_TUPLE or pair.size != 2:
             raise ValueError("a header field is a (name, value) pair")
-        name = <bytes?>PyTuple_GET_ITEM(field, 0)
-        value = <bytes?>PyTuple_GET_ITEM(field, 1)
-        if host is not None and is_host(name):
-            value = host
-        pair = leaf_size(PyBytes_GET_SIZE(name)) + leaf_size(PyBytes_GET_SIZE(value))
-        size += leaf_size(pair)
+        read_item(&pair, read_item(&pair, pair.data, &name), &value)
+        if name.kind != P_BYTES or value.kind != P_BYTES:
+            raise ValueError("a header field is a (name, value) pair of bytes")
+    at = fields.data
+    if host is not NULL and not has_host(fields):
+        size += leaf_size(leaf_size(4) + leaf_size(host.size))
+    for i in range(fields.size):
+        at = read_pair(fields, at, &name, &value)
+        if host is not NULL and is_host(name.data, name.size):
+            value = host[0]
+        size += leaf_size(leaf_size(name.size) + leaf_size(value.size))
     return size
 
 
-cdef inline Py_ssize_t optional_size(bytes value) except -1:
-    return 3 if value is None else leaf_size(PyBytes_GET_SIZE(value))
+cdef inline Py_ssize_t optional_size(const Value *value) noexcept:
+    return 3 if value.kind == P_NONE else leaf_size(value.size)
 
 
-cdef bytes utf8(str value):
-    """As `tnetstring` encodes a str: UTF-8, surrogateescape."""
-    if PyUnicode_IS_COMPACT_ASCII(value):
-        return PyBytes_FromStringAndSize(<char*>PyUnicode_DATA(value),
-                                         PyUnicode_GET_LENGTH(value))
-    return value.encode("utf-8", "surrogateescape")
+# -- reading an exchange in place --------------------------------------------------------
+
+# The types each field may have, two letters a field (`P_*`; a T stands for T and F).
+cdef char *KINDS = (b"dd" b"bb" b"ss" b"ss" b"ii" b"bb" b"bb" b"bb" b"ll" b"sN"
+                    b"bN" b"ii" b"TT" b"dN"
+                    b"bN" b"iN" b"bN" b"lN" b"dN" b"bN" b"iN" b"TN" b"dN" b"sN" b"dd")
 
 
-cdef Py_ssize_t format_float(object value, char *out) except -1:
+cdef int read_exchange(const Value *exchange, Value *fields) except -1:
+    """Read the 25 fields of a packed exchange (a tuple) into ``fields``."""
+    cdef const char *at = exchange.data
+    cdef Py_ssize_t i
+    if exchange.kind != P_TUPLE or exchange.size != N_FIELDS:
+        raise ValueError(f"an exchange has {N_FIELDS} fields")
+    for i in range(N_FIELDS):
+        at = read_item(exchange, at, &fields[i])
+    return 0
+
+
+cdef int check_exchange(const Value *fields) except -1:
+    """That each field has a type the encoder takes (`KINDS`; `fields_size` checks the
+    header lists' items)."""
+    cdef Py_ssize_t i
+    cdef char kind
+    for i in range(N_FIELDS):
+        kind = P_TRUE if fields[i].kind == P_FALSE else fields[i].kind
+        if kind != KINDS[2 * i] and kind != KINDS[2 * i + 1]:
+            raise ValueError(f"field {i} of an exchange has the wrong type")
+    return 0
+
+
+cdef inline str text(const Value *value):
+    return PyUnicode_DecodeUTF8(value.data, value.size, "surrogateescape")
+
+
+# -- the packed format ---------------------------------------------------------------
+
+cdef int pack(FlowBuffer out, object value, int depth) except -1:
+    """Append ``value`` to ``out`` (TypeError for anything else than the types above).
+    The most frequent types in an exchange are tested first."""
+    cdef type kind = type(value)
+    cdef int overflow = 0
+    cdef long long n  # counts and sizes go over as 8 bytes, as numbers do
+    cdef double real
+    cdef Py_ssize_t i, items, pos = 0
+    cdef PyObject *key
+    cdef PyObject *item
+    cdef bytes data
+    if kind is bytes:
+        return put_data(out, P_BYTES, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+    if depth > MAX_DEPTH:
+        raise ValueError("nested too deep to hand over")
+    if kind is tuple:
+        n = PyTuple_GET_SIZE(value)
+        items = open_container(out, P_TUPLE, n)
+        for i in range(n):
+            pack(out, <object>PyTuple_GET_ITEM(value, i), depth + 1)
+        return close_container(out, items)
+    if value is None:
+        return put_tag(out, P_NONE)
+    if kind is float:
+        real = PyFloat_AS_DOUBLE(value)
+        return put_word(out, P_FLOAT, &real)
+    if kind is str:
+        if PyUnicode_IS_COMPACT_ASCII(value):
+            return put_data(out, P_STR, <char*>PyUnicode_DATA(value),
+                            PyUnicode_GET_LENGTH(value))
+        data = value.encode("utf-8", "surrogateescape")
+        return put_data(out, P_STR, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+    if kind is list:
+        n = PyList_GET_SIZE(value)
+        items = open_container(out, P_LIST, n)
+        for i in range(n):
+            pack(out, <object>PyList_GET_ITEM(value, i), depth + 1)
+        return close_container(out, items)
+    if kind is int:
+        n = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow:
+            data = str(value).encode()
+            return put_data(out, P_BIG_INT, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        return put_word(out, P_INT, &n)
+    if kind is bool:
+        return put_tag(out, P_TRUE if value else P_FALSE)
+    if kind is dict:
+        items = open_container(out, P_DICT, len(value))
+        while PyDict_Next(value, &pos, &key, &item):
+            pack(out, <object>key, depth + 1)
+            pack(out, <object>item, depth + 1)
+        return close_container(out, items)
+    raise TypeError(f"cannot hand over a {kind.__name__}")
+
+
+cdef const char* read_value(const char *at, const char *end, Value *value) except NULL:
+    """Read the packed value at ``at`` into ``value``, in place (its bytes and items stay
+    where they are), checked not to reach past ``end``; returns where the next value
+    begins. A container is skipped over whole: its items are read with `read_item`."""
+    cdef char kind
+    cdef long long word, size
+    if end - at < 1:
+        raise ValueError("handed-over data cut short")
+    kind = value.kind = at[0]
+    at += 1
+    if kind == P_NONE or kind == P_TRUE or kind == P_FALSE:
+        return at
+    if end - at < 8:
+        raise ValueError("handed-over data cut short")
+    memcpy(&word, at, 8)
+    at += 8
+    if kind == P_INT:
+        value.number = word
+        return at
+    if kind == P_FLOAT:
+        memcpy(&value.real, &word, 8)
+        return at
+    if kind == P_BYTES or kind == P_STR or kind == P_BIG_INT:
+        if not 0 <= word <= end - at:
+            raise ValueError("bad size in handed-over data")
+        value.data, value.size = at, word
+        return at + word
+    if kind == P_TUPLE or kind == P_LIST or kind == P_DICT:
+        if end - at < 8:
+            raise ValueError("handed-over data cut short")
+        memcpy(&size, at, 8)
+        at += 8
+        if not (0 <= size <= end - at and 0 <= word <= size):  # an item has a byte at least
+            raise ValueError("bad size or count in handed-over data")
+        value.data, value.size, value.end = at, word, at + size
+        return at + size
+    raise ValueError(f"bad type byte {kind!r} in handed-over data")
+
+
+cdef inline const char* read_item(const Value *container, const char *at,
+                                  Value *value) except NULL:
+    """Read the item of ``container`` at ``at`` (its first: ``container.data``)."""
+    return read_value(at, container.end, value)
+
+
+def pack_all(values) -> bytes:
+    """The values, packed one after the other (for tests and tools)."""
+    cdef FlowBuffer out = FlowBuffer()
+    for value in values:
+        pack(out, value, 0)
+    return out.take()
+
+
+def unpack_all(bytes data not None) -> list:
+    """The values packed into ``data``, in order (ValueError if it is damaged)."""
+    cdef const char *at = PyBytes_AS_STRING(data)
+    cdef const char *end = at + PyBytes_GET_SIZE(data)
+    cdef list values = []
+    cdef Value value
+    while at < end:
+        at = read_value(at, end, &value)
+        values.append(to_object(&value, 0))
+    return values
+
+
+cdef object to_object(const Value *value, int depth):
+    """The Python object of a value `read_value` read."""
+    cdef char kind = value.kind
+    cdef const char *at = value.data
+    cdef Value item, second
+    cdef Py_ssize_t i
+    cdef list items
+    cdef dict mapping
+    if depth > MAX_DEPTH:
+        raise ValueError("handed-over data nested too deep")
+    if kind == P_BYTES:
+        return PyBytes_FromStringAndSize(value.data, value.size)
+    if kind == P_STR:
+        return PyUnicode_DecodeUTF8(value.data, value.size, "surrogateescape")
+    if kind == P_NONE:
+        return None
+    if kind == P_FLOAT:
+        return value.real
+    if kind == P_INT:
+        return value.number
+    if kind == P_TRUE:
+        return True
+    if kind == P_FALSE:
+        return False
+    if kind == P_BIG_INT:
+        return int(PyBytes_FromStringAndSize(value.data, value.size))
+    if kind == P_DICT:
+        mapping = {}
+        for i in range(value.size):
+            at = read_item(value, read_item(value, at, &item), &second)
+            mapping[to_object(&item, depth + 1)] = to_object(&second, depth + 1)
+        return mapping
+    items = []
+    for i in range(value.size):
+        at = read_item(value, at, &item)
+        items.append(to_object(&item, depth + 1))
+    return tuple(items) if kind == P_TUPLE else items
+
+
+# -- numbers --------------------------------------------------------------------------
+
+cdef Py_ssize_t format_float(const Value *value, char *out) except -1:
     """``N:<repr(value)>^`` (repr: what mitmproxy writes), or ``0:~`` for None, into
     ``out`` (FLOAT_MAX bytes); returns its size."""
     cdef char text[FLOAT_MAX]
     cdef char *slow
     cdef Py_ssize_t n
-    if value is None:
+    if value.kind == P_NONE:
         memcpy(out, b"0:~", 3)
         return 3
-    n = shortest_repr(value, text)
+    n = shortest_repr(value.real, text)
     if n:
         return small_leaf(text, n, b"^", out)
-    slow = PyOS_double_to_string(value, b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
+    slow = PyOS_double_to_string(value.real, b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
     try:
         return small_leaf(slow, strlen(slow), b"^", out)
     finally:
         PyMem_Free(slow)
+
+
+cdef inline bint reads_back(unsigned long long m, int s, uint128 mask, uint128 p10,
+                            uint128 *c, bint *tie) noexcept:
+    """Whether the closest decimal with k fraction digits (``p10`` = 10**k) to
+    ``m / 2**s``, ``c[0] / p10``, reads back as it; ``tie[0]``: whether two were as
+    close."""
+    cdef uint128 scaled = <uint128>m * p10, half, error
+    c[0] = scaled >> s
+    half = scaled & mask  # the remainder, compared with half of 2**s
+    if half * 2 > mask + 1:
+        c[0] += 1
+    tie[0] = half * 2 == mask + 1
+    error = (c[0] << s) - scaled if (c[0] << s) >= scaled else scaled - (c[0] << s)
+    return error * 2 < p10 or (error * 2 == p10 and m % 2 == 0)
 
 
 cdef Py_ssize_t shortest_repr(double value, char *out) noexcept:
@@ -475,8 +746,9 @@ cdef Py_ssize_t shortest_repr(double value, char *out) noexcept:
     """
     cdef int exponent
     cdef unsigned long long m, integer, fraction
-    cdef uint128 scaled, c, half, error, p10 = 1, mask
-    cdef int s, k, i, n
+    cdef uint128 c, lower_c, p10 = 1000000, mask
+    cdef int s, k = 6, i, n
+    cdef bint tie, lower_tie
     if not (1.0 <= value < 9007199254740992.0):
         return 0
     frexp(value, &exponent)  # value = f * 2**exponent, 0.5 <= f < 1
@@ -485,20 +757,23 @@ cdef Py_ssize_t shortest_repr(double value, char *out) noexcept:
     if m == 1ULL << 52:
         return 0
     mask = ((<uint128>1) << s) - 1
-    for k in range(18):
-        scaled = <uint128>m * p10
-        c = scaled >> s
-        half = scaled & mask  # the remainder, compared with half of 2**s
-        if half * 2 > mask + 1:
-            c += 1
-        error = (c << s) - scaled if (c << s) >= scaled else scaled - (c << s)
-        if error * 2 < p10 or (error * 2 == p10 and m % 2 == 0):
-            if half * 2 == mask + 1:
-                return 0  # two k-digit decimals as close: dtoa's choice
-            break
-        p10 *= 10
+    # Whether k digits read back does not decrease with k: start at 6 (a timestamp has
+    # six or seven) and step towards the first k that does.
+    if reads_back(m, s, mask, p10, &c, &tie):
+        while k > 0 and reads_back(m, s, mask, p10 // 10, &lower_c, &lower_tie):
+            k -= 1
+            p10 //= 10
+            c, tie = lower_c, lower_tie
     else:
-        return 0
+        while True:
+            k += 1
+            p10 *= 10
+            if k == 18:
+                return 0
+            if reads_back(m, s, mask, p10, &c, &tie):
+                break
+    if tie:
+        return 0  # two k-digit decimals as close: dtoa's choice
     integer = <unsigned long long>(c // p10)
     fraction = <unsigned long long>(c % p10)
     n = put_digits(integer, out)
@@ -513,10 +788,9 @@ cdef Py_ssize_t shortest_repr(double value, char *out) noexcept:
     return n + k
 
 
-cdef Py_ssize_t format_int(object value, char *out) except -1:
+cdef Py_ssize_t format_int(long long number, char *out) except -1:
     """``N:<digits>#`` into ``out`` (FLOAT_MAX bytes); returns its size."""
     cdef char text[24]
-    cdef long long number = value
     cdef Py_ssize_t n = 0
     if number < 0:
         text[0] = b"-"
@@ -559,4 +833,8 @@ cdef Py_ssize_t small_leaf(const char *text, Py_ssize_t n, char tag, char *out) 
 def _float_leaf(value) -> bytes:
     """`format_float`'s output, for tests."""
     cdef char out[FLOAT_MAX]
-    return out[:format_float(value, out)]
+    cdef Value packed
+    packed.kind = P_NONE if value is None else P_FLOAT
+    if value is not None:
+        packed.real = value
+    return out[:format_float(&packed, out)]

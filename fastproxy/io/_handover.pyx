@@ -3,47 +3,25 @@
 handing them to the writer process.
 
 `Capture` is what the fast path keeps of an exchange it records (`fastproxy.proxy.capture`
-says what and when); `Capture.data` makes it the tuple of plain values the writer turns
-into the flow record. Python functions for these cost the loop about 18k instructions an
-exchange; as methods of a C class, a few thousand.
+says what and when). It packs itself (`fastproxy.io._encode`'s packed format) straight
+into the `ExchangeSender`'s buffer: no tuple, no Python frame, a few thousand instructions
+an exchange where Python functions and pickle cost the loop about 40k.
 
-Pickling that tuple cost the loop about 20k instructions an exchange: pickle puts every
-object it writes into its memo (a hash table, grown and then wiped for every dump). What is
-handed over holds only None, bools, ints, floats, bytes, str, tuples and lists (dicts too,
-in a connection's state), none of it shared, so `pack` writes each value as a type byte and
-its bytes, with no memo. `unpack` reads them back in the writer. Both ends run on the same
-machine: numbers are in its byte order.
-
-`ExchangeSender` is the recorder's ``record_exchange`` (`fastproxy.io.recorder`): the
-connection checks and the packing, called by `Capture.record` with no Python frame in
-between.
+`ExchangeSender` is the recorder's ``record_exchange`` (`fastproxy.io.recorder`): it packs
+each exchange with the keys of its connections, after the state of a connection the writer
+has not been sent (or that changed since).
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_Next
-from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
-from fastproxy.io._encode cimport FlowBuffer
+from cpython.tuple cimport PyTuple_GET_ITEM
 
-cdef extern from "Python.h":
-    ctypedef struct PyObject
-    bint PyUnicode_IS_COMPACT_ASCII(object o)
-    void* PyUnicode_DATA(object o)
-    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+from fastproxy.io._encode cimport (P_FALSE, P_FLOAT, P_INT, P_NONE, P_TRUE, P_TUPLE,
+                                   FlowBuffer, close_container, open_container, pack,
+                                   put_tag, put_word)
 
-cdef enum:
-    MAX_DEPTH = 32  # a connection's state nests three deep; deeper is not ours
-
-# The type bytes.
-cdef char NONE = b"N", TRUE = b"T", FALSE = b"F", INT = b"i", BIG_INT = b"I"
-cdef char FLOAT = b"d", BYTES = b"b", STR = b"s", TUPLE = b"t", LIST = b"l", DICT = b"D"
+from fastproxy.io._encode import unpack_all
 
 
 cdef inline double wall_clock() noexcept:
@@ -122,11 +100,11 @@ cdef class Capture:
 
     cdef int pack(self, FlowBuffer out, head, route, str error) except -1:
         cdef double now = wall_clock()
-        cdef long long n = 25, zero = 0
+        cdef long long n, zero = 0
         cdef int i
         cdef object response = self.response
-        put_word(out, TUPLE, &n)
-        put_word(out, FLOAT, &self.t_start)
+        cdef Py_ssize_t items = open_container(out, P_TUPLE, 25)
+        put_word(out, P_FLOAT, &self.t_start)
         pack(out, head.method, 1)
         pack(out, route.scheme, 1)
         pack(out, route.host, 1)
@@ -137,42 +115,43 @@ cdef class Capture:
         pack(out, head.fields, 1)
         pack(out, route.host_header, 1)
         if self.t_request_end is None:  # the body did not end: none is recorded
-            put_tag(out, NONE)
-            put_word(out, INT, &zero)
-            put_tag(out, FALSE)
+            put_tag(out, P_NONE)
+            put_word(out, P_INT, &zero)
+            put_tag(out, P_FALSE)
         elif self.request_tee is None:
             pack(out, b"", 1)
-            put_word(out, INT, &zero)
-            put_tag(out, FALSE)
+            put_word(out, P_INT, &zero)
+            put_tag(out, P_FALSE)
         else:
             put_kept(out, self.request_tee, head.chunked)
         pack(out, self.t_request_end, 1)
         if response is None:
             for i in range(9):
-                put_tag(out, NONE)
+                put_tag(out, P_NONE)
         else:
             pack(out, response.version, 1)
             pack(out, response.status_code, 1)
             pack(out, response.reason, 1)
             pack(out, response.fields, 1)
-            put_word(out, FLOAT, &self.t_response_start)
+            put_word(out, P_FLOAT, &self.t_response_start)
             if error is not None:  # the body did not end: none is recorded
-                put_tag(out, NONE)
-                put_word(out, INT, &zero)
-                put_tag(out, FALSE)
-                put_tag(out, NONE)
+                put_tag(out, P_NONE)
+                put_word(out, P_INT, &zero)
+                put_tag(out, P_FALSE)
+                put_tag(out, P_NONE)
             else:
                 if self.response_tee is None:  # the capture was the tee: all is kept
                     body = joined(self.pieces)
                     n = len(body)
                     pack(out, body, 1)
-                    put_word(out, INT, &n)
-                    put_tag(out, FALSE)
+                    put_word(out, P_INT, &n)
+                    put_tag(out, P_FALSE)
                 else:
                     put_kept(out, self.response_tee, response.chunked)
-                put_word(out, FLOAT, &now)
+                put_word(out, P_FLOAT, &now)
         pack(out, error, 1)
-        return put_word(out, FLOAT, &now)
+        put_word(out, P_FLOAT, &now)
+        return close_container(out, items)
 
 
 cdef int put_kept(FlowBuffer out, tee, bint chunked) except -1:
@@ -180,7 +159,7 @@ cdef int put_kept(FlowBuffer out, tee, bint chunked) except -1:
     whether they are chunked."""
     pack(out, joined(tee.pieces), 1)
     pack(out, tee.size, 1)
-    return put_tag(out, TRUE if chunked else FALSE)
+    return put_tag(out, P_TRUE if chunked else P_FALSE)
 
 
 cdef inline bytes joined(list pieces):
@@ -188,185 +167,6 @@ cdef inline bytes joined(list pieces):
     if n == 1:
         return pieces[0]
     return b"".join(pieces)
-
-
-cdef int pack(FlowBuffer out, object value, int depth) except -1:
-    """Append ``value`` to ``out`` (TypeError for anything else than the types above).
-    The most frequent types in an exchange are tested first."""
-    cdef type kind = type(value)
-    cdef int overflow = 0
-    cdef long long number
-    cdef double real
-    cdef long long n  # counts and sizes go over as 8 bytes, as numbers do
-    cdef Py_ssize_t i, pos = 0
-    cdef PyObject *key
-    cdef PyObject *item
-    cdef bytes data
-    if kind is bytes:
-        return put_data(out, BYTES, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
-    if depth > MAX_DEPTH:
-        raise ValueError("nested too deep to hand over")
-    if kind is tuple:
-        n = PyTuple_GET_SIZE(value)
-        put_word(out, TUPLE, &n)
-        for i in range(n):
-            pack(out, <object>PyTuple_GET_ITEM(value, i), depth + 1)
-        return 0
-    if value is None:
-        return put_tag(out, NONE)
-    if kind is float:
-        real = PyFloat_AS_DOUBLE(value)
-        return put_word(out, FLOAT, &real)
-    if kind is str:
-        if PyUnicode_IS_COMPACT_ASCII(value):
-            return put_data(out, STR, <char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value))
-        data = value.encode("utf-8", "surrogateescape")
-        return put_data(out, STR, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-    if kind is list:
-        n = PyList_GET_SIZE(value)
-        put_word(out, LIST, &n)
-        for i in range(n):
-            pack(out, <object>PyList_GET_ITEM(value, i), depth + 1)
-        return 0
-    if kind is int:
-        number = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if overflow:
-            data = str(value).encode()
-            return put_data(out, BIG_INT, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-        return put_word(out, INT, &number)
-    if kind is bool:
-        return put_tag(out, TRUE if value else FALSE)
-    if kind is dict:
-        n = len(value)
-        put_word(out, DICT, &n)
-        while PyDict_Next(value, &pos, &key, &item):
-            pack(out, <object>key, depth + 1)
-            pack(out, <object>item, depth + 1)
-        return 0
-    raise TypeError(f"cannot hand over a {kind.__name__}")
-
-
-cdef inline char* room(FlowBuffer out, Py_ssize_t need) except NULL:
-    """Where the next ``need`` bytes go (the caller then adds them to ``out.length``)."""
-    if out.length + need > out.capacity:
-        out.reserve(need)
-    return out.data + out.length
-
-
-cdef inline int put_tag(FlowBuffer out, char kind) except -1:
-    room(out, 1)[0] = kind
-    out.length += 1
-    return 0
-
-
-cdef inline int put_word(FlowBuffer out, char kind, const void *word) except -1:
-    """The type byte, then 8 bytes: a count of items, or a number."""
-    cdef char *at = room(out, 9)
-    at[0] = kind
-    memcpy(at + 1, word, 8)
-    out.length += 9
-    return 0
-
-
-cdef inline int put_data(FlowBuffer out, char kind, const char *data, Py_ssize_t n) except -1:
-    """The type byte, the size ``n``, ``n`` bytes."""
-    cdef char *at = room(out, 9 + n)
-    cdef long long size = n
-    at[0] = kind
-    memcpy(at + 1, &size, 8)
-    memcpy(at + 9, data, n)
-    out.length += 9 + n
-    return 0
-
-
-def pack_all(values) -> bytes:
-    """The values, packed one after the other (for tests and tools)."""
-    cdef FlowBuffer out = FlowBuffer()
-    for value in values:
-        pack(out, value, 0)
-    return out.take()
-
-
-@cython.final
-cdef class _Reader:
-    cdef const char *data
-    cdef Py_ssize_t pos, end
-
-    cdef inline const char* take(self, Py_ssize_t n) except NULL:
-        cdef const char *at = self.data + self.pos
-        if n < 0 or n > self.end - self.pos:
-            raise ValueError("handed-over data cut short")
-        self.pos += n
-        return at
-
-    cdef inline Py_ssize_t count(self) except -1:
-        cdef long long n
-        memcpy(&n, self.take(8), 8)
-        if not 0 <= n <= self.end:  # no count or size exceeds the data's own
-            raise ValueError("bad count in handed-over data")
-        return <Py_ssize_t>n
-
-    cdef object value(self, int depth):
-        cdef char kind = self.take(1)[0]
-        cdef Py_ssize_t n, i
-        cdef long long number
-        cdef double real
-        cdef const char *at
-        cdef tuple items
-        cdef list elements
-        cdef dict mapping
-        if depth > MAX_DEPTH:
-            raise ValueError("handed-over data nested too deep")
-        if kind == BYTES:
-            n = self.count()
-            return PyBytes_FromStringAndSize(self.take(n), n)
-        if kind == STR:
-            n = self.count()
-            return PyUnicode_DecodeUTF8(self.take(n), n, "surrogateescape")
-        if kind == NONE:
-            return None
-        if kind == FLOAT:
-            memcpy(&real, self.take(sizeof(real)), sizeof(real))
-            return real
-        if kind == INT:
-            memcpy(&number, self.take(sizeof(number)), sizeof(number))
-            return number
-        if kind == TUPLE:
-            n = self.count()
-            items = tuple([self.value(depth + 1) for i in range(n)])
-            return items
-        if kind == LIST:
-            n = self.count()
-            elements = [self.value(depth + 1) for i in range(n)]
-            return elements
-        if kind == TRUE:
-            return True
-        if kind == FALSE:
-            return False
-        if kind == DICT:
-            n = self.count()
-            mapping = {}
-            for i in range(n):
-                key = self.value(depth + 1)
-                mapping[key] = self.value(depth + 1)
-            return mapping
-        if kind == BIG_INT:
-            n = self.count()
-            at = self.take(n)
-            return int(at[:n])
-        raise ValueError(f"bad type byte {kind!r} in handed-over data")
-
-
-def unpack_all(bytes data not None) -> list:
-    """The values `pack` wrote into ``data``, in order (ValueError if it is damaged)."""
-    cdef _Reader reader = _Reader()
-    cdef list values = []
-    reader.data = PyBytes_AS_STRING(data)
-    reader.pos = 0
-    reader.end = PyBytes_GET_SIZE(data)
-    while reader.pos < reader.end:
-        values.append(reader.value(0))
-    return values
 
 
 @cython.final
@@ -406,8 +206,7 @@ cdef class ExchangeSender:
               tuple data):
         """Pack an exchange: ``data``, or what ``capture`` (with ``head``, ``route``,
         ``error``) packs for it."""
-        cdef Py_ssize_t after_conns
-        cdef long long n = 3
+        cdef Py_ssize_t after_conns, items
         cdef str ckey = None, skey = None
         try:
             self.make_room()
@@ -416,13 +215,14 @@ cdef class ExchangeSender:
                 skey = self.conn_key(server_conn)
             after_conns = self.out.length
             try:
-                put_word(self.out, TUPLE, &n)
+                items = open_container(self.out, P_TUPLE, 3)
                 if capture is None:
                     pack(self.out, data, 1)
                 else:
                     capture.pack(self.out, head, route, error)
                 pack(self.out, ckey, 1)
                 pack(self.out, skey, 1)
+                close_container(self.out, items)
             except BaseException:
                 self.out.length = after_conns  # no torn message
                 raise

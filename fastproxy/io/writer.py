@@ -18,7 +18,9 @@ Messages (tuples):
   ("forget",)              drop the connection states (the proxy's cache was cleared)
   ("packed", data, n)      messages of the kinds above, packed by the proxy's
                            `fastproxy.io._handover.ExchangeSender` (n exchanges among
-                           them): what it queued in one loop iteration
+                           them): what it queued in one loop iteration. The exchanges
+                           are encoded from the packed bytes in place
+                           (`FlowBuffer.packed`), the other messages unpacked
 
 Errors go to stdout, one line each, for the proxy to log. SIGINT and SIGTERM are ignored:
 the proxy decides when recording ends, by closing the pipe.
@@ -35,7 +37,6 @@ import time
 from fastproxy.connection import Server
 from fastproxy.io import tnetstring
 from fastproxy.io._encode import FlowBuffer
-from fastproxy.io._handover import unpack_all
 from fastproxy.io.bodies import truncate_bodies
 from fastproxy.proxy.capture import exchange_state
 
@@ -69,17 +70,22 @@ class Writer:
         for raw in messages:
             try:
                 message = pickle.loads(raw)
-                batch = unpack_all(message[1]) if message[0] == "packed" else (message,)
+                if message[0] == "packed":  # exchanges encoded in C, the rest to `apply`
+                    count += buffer.packed(message[1], self.conns, self.limit, self.apply_one)
+                else:
+                    count += self.apply_one(message)
             except Exception as e:  # noqa: BLE001
                 self.report(f"bad message: {e!r}")
-                continue
-            for one in batch:
-                try:
-                    count += self.apply(one)
-                except Exception as e:  # noqa: BLE001 - one bad flow must not stop the others
-                    self.report(str(e) if isinstance(e, ValueError) else f"bad message: {e!r}")
         if len(buffer):
             self.write(buffer.take(), count)
+
+    def apply_one(self, message: tuple) -> int:
+        """`apply`, reporting what fails: one bad flow must not stop the others."""
+        try:
+            return self.apply(message)
+        except Exception as e:  # noqa: BLE001
+            self.report(str(e) if isinstance(e, ValueError) else f"bad message: {e!r}")
+            return 0
 
     def apply(self, message: tuple) -> int:
         """Act on one message; how many flows it appended to the buffer (0 or 1)."""
