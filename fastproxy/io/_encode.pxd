@@ -35,10 +35,13 @@ cdef class FlowBuffer:
     # random bytes for flow ids, used 16 at a time
     cdef bytes ids
     cdef Py_ssize_t ids_used
+    # packed header list (and Host rewrite) -> its encoding
+    cdef dict header_cache
 
     # the layout of one exchange's record
     cdef bint write_exchange(self, const Value *fields, object client_conn,
                              object server_conn, object limit) except -1
+    cdef bytes encoded_fields(self, const Value *fields, const Value *host)
     cdef int fields(self, const Value *fields, const Value *host, Py_ssize_t size) except -1
     cdef inline int pair(self, const char *name, Py_ssize_t n, const Value *value) except -1
     cdef inline int optional(self, const Value *value) except -1

@@ -60,6 +60,7 @@ cdef enum:
     KEEP_CAPACITY = 4 << 20  # a larger buffer is freed once taken
     N_FIELDS = 25  # the fields of an exchange (`Capture.data`)
     MAX_DEPTH = 32  # a connection's state nests three deep; deeper is not ours
+    MAX_CACHED_HEADERS = 1024  # encoded header lists kept (`encoded_fields`)
 
 # The fields of an exchange, in order (what `capture.exchange_state` unpacks).
 cdef enum:
@@ -129,6 +130,7 @@ cdef class FlowBuffer:
         self.capacity = 0
         self.ids = b""
         self.ids_used = ID_POOL
+        self.header_cache = {}
 
     def __dealloc__(self):
         PyMem_Free(self.data)
@@ -213,7 +215,7 @@ cdef class FlowBuffer:
         cdef Py_ssize_t n_port, n_status = 0, start = self.length
         cdef Py_ssize_t request_size, response_size = 3, error_size = 3, flow_size
         cdef Py_ssize_t response_content = 0, error_content = 0
-        cdef Py_ssize_t req_headers_size, resp_headers_size = 0
+        cdef bytes req_headers, resp_headers = None
         cdef Value req_body = f[F_REQ_BODY], resp_body = f[F_RESP_BODY]
         cdef const Value *host_header = &f[F_HOST_HEADER] if f[F_HOST_HEADER].kind == P_STR \
             else NULL
@@ -235,7 +237,7 @@ cdef class FlowBuffer:
         else:
             n_req_end = format_float(&f[F_T_REQ_END], req_end)
         n_port = format_int(f[F_PORT].number, port_text)
-        req_headers_size = fields_size(&f[F_FIELDS], host_header)
+        req_headers = self.encoded_fields(&f[F_FIELDS], host_header)
         request_size = (
             len(K_PATH) + leaf_size(f[F_PATH].size)
             + len(K_AUTHORITY) + leaf_size(f[F_AUTHORITY].size)
@@ -244,7 +246,7 @@ cdef class FlowBuffer:
             + len(K_PORT) + n_port + len(K_HOST) + leaf_size(f[F_HOST].size)
             + len(K_TS_END) + n_req_end + len(K_TS_START) + n_started
             + len(K_TRAILERS) + 3 + len(K_CONTENT) + optional_size(&req_body)
-            + len(K_HEADERS) + leaf_size(req_headers_size)
+            + len(K_HEADERS) + len(req_headers)
             + len(K_HTTP_VERSION) + leaf_size(f[F_VERSION].size))
         if has_response:
             if resp_body.kind == P_BYTES and f[F_RESP_CHUNKED].kind == P_TRUE:
@@ -254,12 +256,12 @@ cdef class FlowBuffer:
             n_resp_start = format_float(&f[F_T_RESP_START], resp_start)
             n_resp_end = format_float(&f[F_T_RESP_END], resp_end)
             n_status = format_int(f[F_STATUS].number, status_text)
-            resp_headers_size = fields_size(&f[F_RESP_FIELDS], NULL)
+            resp_headers = self.encoded_fields(&f[F_RESP_FIELDS], NULL)
             response_content = (
                 len(K_REASON) + leaf_size(f[F_REASON].size) + len(K_STATUS) + n_status
                 + len(K_TS_END) + n_resp_end + len(K_TS_START) + n_resp_start
                 + len(K_TRAILERS) + 3 + len(K_CONTENT) + optional_size(&resp_body)
-                + len(K_HEADERS) + leaf_size(resp_headers_size)
+                + len(K_HEADERS) + len(resp_headers)
                 + len(K_HTTP_VERSION) + leaf_size(f[F_RESP_VERSION].size))
             response_size = leaf_size(response_content)
         if f[F_ERROR].kind == P_STR:
@@ -293,7 +295,7 @@ cdef class FlowBuffer:
                 self.put(K_TRAILERS_NONE_CONTENT)
                 self.optional(&resp_body)
                 self.put(K_HEADERS)
-                self.fields(&f[F_RESP_FIELDS], NULL, resp_headers_size)
+                self.put(resp_headers)
                 self.put(K_HTTP_VERSION)
                 self.leaf(f[F_RESP_VERSION].data, f[F_RESP_VERSION].size, b",")
                 self.tag(b"}")
@@ -318,7 +320,7 @@ cdef class FlowBuffer:
             self.put(K_TRAILERS_NONE_CONTENT)
             self.optional(&req_body)
             self.put(K_HEADERS)
-            self.fields(&f[F_FIELDS], host_header, req_headers_size)
+            self.put(req_headers)
             self.put(K_HTTP_VERSION)
             self.leaf(f[F_VERSION].data, f[F_VERSION].size, b",")
             self.tag(b"}")
@@ -348,6 +350,25 @@ cdef class FlowBuffer:
             self.length = start  # no torn record
             raise
         return True
+
+    cdef bytes encoded_fields(self, const Value *fields, const Value *host):
+        """The encoding of a header list (`fields`), from the cache when the same packed
+        list, with the same Host rewrite, was encoded before: a client sends the same
+        request headers again and again, a server mostly the same response headers.
+        Encoding them costs most of a record; looking them up, a tenth of that."""
+        cdef bytes key = PyBytes_FromStringAndSize(fields.data, fields.end - fields.data)
+        cdef FlowBuffer scratch
+        if host is not NULL:
+            key += b"\0" + PyBytes_FromStringAndSize(host.data, host.size)
+        encoded = self.header_cache.get(key)
+        if encoded is None:
+            scratch = FlowBuffer()
+            scratch.fields(fields, host, fields_size(fields, host))
+            encoded = scratch.take()
+            if len(self.header_cache) >= MAX_CACHED_HEADERS:
+                self.header_cache.clear()
+            self.header_cache[key] = encoded
+        return encoded
 
     cdef int fields(self, const Value *fields, const Value *host, Py_ssize_t size) except -1:
         """Header fields (a packed list of (name, value) tuples) as a list of [name,
