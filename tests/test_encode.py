@@ -140,6 +140,7 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
     the pieces (however many) and `record` joins them; others get a tee."""
     from types import SimpleNamespace
 
+    from fastproxy.io._handover import Capture
     from fastproxy.proxy import capture
 
     handed = []
@@ -153,7 +154,7 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
                            (200, [b"x" * 150, b"y" * 50])]:
         exchange = SimpleNamespace(ctx=ctx, head=request, route=route, rec=None,
                                    request_body_done=True)
-        exchange.rec = capture.start(exchange)
+        exchange.rec = Capture.start(exchange, capture.tee)
         response = SimpleNamespace(version=b"HTTP/1.1", status_code=200, reason=b"OK",
                                    fields=[], chunked=False, content_length=length)
         tee = exchange.rec.response_started(response, 100, capture.tee)

@@ -194,7 +194,7 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
 
     from fastproxy._core import BODY, HTTP1Reader
     from fastproxy.io._encode import unpack_all
-    from fastproxy.io._handover import ExchangeSender
+    from fastproxy.io._handover import Capture, ExchangeSender
     from fastproxy.proxy import capture
     from fastproxy.proxy.layers.routing import Route
     from tests.test_flowfile import make_flow as make_conns
@@ -220,7 +220,7 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
                   None, reverse_host)
     exchange = SimpleNamespace(ctx=ctx, head=head, route=route, rec=None,
                                request_body_done=not reader.has_body)
-    exchange.rec = capture.start(exchange)
+    exchange.rec = Capture.start(exchange, capture.tee)
     if reader.has_body:
         body(reader, exchange.rec.request_tee)
         exchange.rec.request_ended()

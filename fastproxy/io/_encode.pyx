@@ -578,7 +578,11 @@ cdef int pack(FlowBuffer out, object value, int depth) except -1:
         n = PyTuple_GET_SIZE(value)
         items = open_container(out, P_TUPLE, n)
         for i in range(n):
-            pack(out, <object>PyTuple_GET_ITEM(value, i), depth + 1)
+            element = <object>PyTuple_GET_ITEM(value, i)
+            if type(element) is bytes:  # a header field's name and value: no call
+                put_data(out, P_BYTES, PyBytes_AS_STRING(element), PyBytes_GET_SIZE(element))
+            else:
+                pack(out, element, depth + 1)
         return close_container(out, items)
     if value is None:
         return put_tag(out, P_NONE)

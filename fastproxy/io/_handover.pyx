@@ -59,6 +59,14 @@ cdef class Capture:
         self.t_request_end = None if request_tee is not None else self.t_start
         self.pieces = []
 
+    @staticmethod
+    def start(exchange, make_tee):
+        """The capture of an exchange (an `http1.Exchange`) whose request head just
+        arrived; ``make_tee(limit, head)`` makes the tee of a request body."""
+        if exchange.request_body_done:
+            return Capture()  # a bodyless request ends with its head
+        return Capture(make_tee(exchange.ctx.options.save_body_limit, exchange.head))
+
     def request_ended(self):
         self.t_request_end = wall_clock()
 

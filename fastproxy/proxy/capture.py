@@ -7,14 +7,15 @@ the only HTTP listener is a recorder that takes raw exchanges (an addon with
 method, such as `fastproxy.addons.save.Save`), the addon manager says so
 (``listeners.record_exchange``, and ``listeners.http_flows`` stays False), and
 `Exchange.run_fast` keeps, per exchange, only what the recorded flow needs, in a `Capture`
-(`start`; in C, `fastproxy.io._handover`): the times, the response head and the bodies
-(the relay hands each piece with its transfer framing to the body's tee). A response body
-with a Content-Length within the limit needs no tee object: the `Capture` takes its pieces
-itself. `Capture.record` hands the exchange to the recorders with its two connections:
-as one flat tuple of bytes, str, ints and floats (`Capture.data`), whose fields are those
-`exchange_state` unpacks, or packed straight into the `ExchangeSender`'s buffer.
+(`Capture.start`; in C, `fastproxy.io._handover`): the times, the response head and the
+bodies (the relay hands each piece with its transfer framing to the body's tee, made by
+`tee`). A response body with a Content-Length within the limit needs no tee object: the
+`Capture` takes its pieces itself. `Capture.record` hands the exchange to the recorders with
+its two connections: as one flat tuple of bytes, str, ints and floats (`Capture.data`),
+whose fields are those `exchange_state` unpacks, or packed straight into the
+`ExchangeSender`'s buffer.
 
-The writer process encodes the tuple (`fastproxy.io._encode`, in C) as the state dict
+The writer process encodes the exchange (`fastproxy.io._encode`, in C) as the state dict
 `HTTPFlow.get_state()` gives for the same exchange on the flow path, key for key
 (`exchange_state` is that dict; tests/test_recorder.py compares the encoded bytes): bodies
 de-chunked, the Host field rewritten as the flow path does in reverse mode. Bodies longer
@@ -32,15 +33,7 @@ from typing import Any
 
 from fastproxy.flow import FLOW_FORMAT_VERSION
 from fastproxy.ids import new_id
-from fastproxy.io._handover import Capture
 from fastproxy.io.bodies import BodyTee, dechunk, mark_truncated
-
-
-def start(exchange: Any) -> Capture:
-    """The capture of an exchange (`http1.Exchange`) whose request head just arrived."""
-    if exchange.request_body_done:
-        return Capture()  # a bodyless request ends with its head
-    return Capture(tee(exchange.ctx.options.save_body_limit, exchange.head))
 
 
 def tee(limit: int, head: Any) -> BodyTee:

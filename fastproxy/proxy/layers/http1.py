@@ -168,7 +168,8 @@ class Exchange:
     async def run_fast(self) -> bool:
         """The hot path; calls that usually need not wait are made without a coroutine."""
         head, route, ctx = self.head, self.route, self.ctx
-        rec = self.rec = capture.start(self) if ctx.listeners.record_exchange else None
+        rec = self.rec = Capture.start(self, capture.tee) \
+            if ctx.listeners.record_exchange else None
         request_head = build_head(route.start_line, head.fields, route.drop, route.extra)
         upstream = ctx.pool.take_idle((route.scheme, route.host, route.port))
         if upstream is None:
