@@ -101,3 +101,34 @@ def test_sender_reports_an_exchange_it_cannot_pack_and_leaves_no_torn_message():
     packed, count = sender.take()
     assert count == 1
     assert [m[0] for m in unpack_all(packed)] == ["conn", "conn", ("ok",)]
+
+
+def test_the_writer_reports_a_damaged_batch_and_writes_the_next(tmp_path):
+    """A packed batch cut short is reported as a bad message, with nothing of it written
+    torn; the batches after it are written."""
+    import io
+    import os
+    import pickle
+
+    from fastproxy.io import tnetstring
+    from fastproxy.io.writer import Writer, split_messages
+    from tests.test_recorder import _capture
+
+    get = b"GET /p HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    client, server, data = _capture(get, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    sent = bytearray()
+    for cut in (7, 0):
+        sender, _, errors = _sender()  # each batch with the connection states
+        sender(client, server, data)
+        packed, count = sender.take()
+        message = ("packed", packed[:len(packed) - cut], count)
+        sent.extend(len(p := pickle.dumps(message)).to_bytes(4, "big") + p)
+        assert not errors
+    out = io.StringIO()
+    path = tmp_path / "flows"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    Writer(fd, out=out).handle(split_messages(sent))
+    os.close(fd)
+    assert "bad message" in out.getvalue()
+    state, rest = tnetstring.pop(path.read_bytes())
+    assert rest == b"" and state["request"]["method"] == b"GET"  # one record, whole
