@@ -3,13 +3,13 @@ import os
 
 import pytest
 
-from fastproxy.io import tnetstring
-from fastproxy.io.flowfile import FlowReader
-from fastproxy.io.bodies import TRUNCATED_KEY, truncate_bodies
-from fastproxy.io.recorder import Recorder
-from fastproxy.addons.save import Save, worker_path
-from fastproxy.options import Options, OptionsError
 from fastproxy.addonmanager import Loader
+from fastproxy.addons.save import Save, worker_path
+from fastproxy.io import tnetstring
+from fastproxy.io.bodies import TRUNCATED_KEY, truncate_bodies
+from fastproxy.io.flowfile import FlowReader
+from fastproxy.io.recorder import Recorder
+from fastproxy.options import Options, OptionsError
 from tests.test_flowfile import make_flow
 
 
@@ -193,6 +193,7 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
     from types import SimpleNamespace
 
     from fastproxy._core import BODY, HTTP1Reader
+
     from fastproxy.io._encode import unpack_all
     from fastproxy.io._handover import Capture, ExchangeSender
     from fastproxy.proxy import capture
