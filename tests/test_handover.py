@@ -108,11 +108,10 @@ def test_the_writer_reports_a_damaged_batch_and_writes_the_next(tmp_path):
     torn; the batches after it are written."""
     import io
     import os
-    import pickle
 
     from fastproxy.io import tnetstring
     from fastproxy.io.writer import Writer, split_messages
-    from tests.test_recorder import _capture
+    from tests.test_recorder import _capture, frame
 
     get = b"GET /p HTTP/1.1\r\nHost: example.com\r\n\r\n"
     client, server, data = _capture(get, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -121,8 +120,7 @@ def test_the_writer_reports_a_damaged_batch_and_writes_the_next(tmp_path):
         sender, _, errors = _sender()  # each batch with the connection states
         sender(client, server, data)
         packed, count = sender.take()
-        message = ("packed", packed[:len(packed) - cut], count)
-        sent.extend(len(p := pickle.dumps(message)).to_bytes(4, "big") + p)
+        sent += frame(("packed", packed[:len(packed) - cut], count))
         assert not errors
     out = io.StringIO()
     path = tmp_path / "flows"

@@ -1,5 +1,7 @@
 import asyncio
+import io
 import os
+import pickle
 
 import pytest
 
@@ -144,16 +146,36 @@ def test_save_per_worker_files(tmp_path):
     assert worker_path(path, 1, 0) == path
 
 
+def frame(message: tuple) -> bytes:
+    """A message as the recorder hands it to the writer: a 4-byte length, a pickle."""
+    data = pickle.dumps(message)
+    return len(data).to_bytes(4, "big") + data
+
+
+def writes(sent: bytes) -> list[bytes]:
+    """What the writer writes for the messages ``sent``, one item per write."""
+    from fastproxy.io.writer import Writer, split_messages
+
+    written = []
+
+    class Sink(Writer):
+        def write(self, data, count):
+            written.append(data)
+
+    writer = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
+    try:
+        writer.handle(split_messages(bytearray(sent)))
+    finally:
+        os.close(writer.fd)
+    return written
+
+
 def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
     """What the loop hands over, rebuilt and encoded by the writer (connection states and
     header fields encoded once, reused), is byte for byte ``dumps(flow.get_state())``."""
-    import io
-    import pickle
-
     from fastproxy.io._encode import unpack_all
     from fastproxy.io._handover import ExchangeSender
     from fastproxy.io.recorder import flow_state
-    from fastproxy.io.writer import Writer, split_messages
 
     flows = [make_flow(), make_flow(response=False, error="connect failed"), make_flow()]
     flows[2].client_conn = flows[0].client_conn  # a keep-alive connection's second flow
@@ -170,19 +192,9 @@ def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
         packed, count = sender.take()
         assert count == 0
         conn_messages += unpack_all(packed)
-        for message in (("packed", packed, 0), ("flow", flow_state(flow), *keys)):
-            sent.extend(len(p := pickle.dumps(message)).to_bytes(4, "big") + p)
+        sent += frame(("packed", packed, 0)) + frame(("flow", flow_state(flow), *keys))
     assert [m[0] for m in conn_messages] == ["conn"] * 4  # two each for flows 0 and 1
-    written = []
-
-    class Sink(Writer):
-        def write(self, data, count):
-            written.append(data)
-
-    writer = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
-    writer.handle(split_messages(sent))
-    assert written == [b"".join(tnetstring.dumps(f.get_state()) for f in flows)]
-    os.close(writer.fd)
+    assert writes(sent) == [b"".join(tnetstring.dumps(f.get_state()) for f in flows)]
 
 
 def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error=None,
@@ -278,11 +290,7 @@ def test_exchange_capture_written_is_get_state_byte_for_byte():
     """An exchange captured on the fast path, handed over as a tuple and made into a state
     by the writer, encodes byte for byte as ``dumps(flow.get_state())`` of the flow with
     the same fields: key order, types, de-chunked bodies, the rewritten Host, errors."""
-    import io
-    import pickle
-
     from fastproxy.io._handover import ExchangeSender
-    from fastproxy.io.writer import Writer, split_messages
 
     get = b"GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\n\r\n"
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-B: 2\r\n\r\nhello"
@@ -302,17 +310,8 @@ def test_exchange_capture_written_is_get_state_byte_for_byte():
     limits = [8 if i == 4 else None for i in range(len(captured))]
     for (client, server, data), limit in zip(captured, limits):
         sender(client, server, data)
-        for message in (("limit", limit), ("packed", *sender.take())):
-            sent.extend(len(p := pickle.dumps(message)).to_bytes(4, "big") + p)
-    written = []
-
-    class Sink(Writer):
-        def write(self, data, count):
-            written.append(data)
-
-    writer = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
-    writer.handle(split_messages(sent))
-    os.close(writer.fd)
+        sent += frame(("limit", limit)) + frame(("packed", *sender.take()))
+    written = writes(sent)
     records = []
     data = written[0]
     while data:
