@@ -5,10 +5,10 @@ records through a pipe; the writer encodes flows as mitmproxy's tnetstring recor
 writes them, batching what has arrived. A thread would not do: encoding a flow holds the
 GIL the proxy's loop needs.
 
-HTTP/1 exchanges recorded from the fast path (`fastproxy.proxy.capture`) are tuples of
-plain values: the recorder's `ExchangeSender` (`fastproxy.io._handover`, in C) packs each
-as it finishes, with the state of each connection once (again when it changes), and the
-writer encodes their flow records in C. Other flows (`add_flow`: the flow path's,
+HTTP/1 exchanges recorded from the fast path (`fastproxy.proxy.capture`) are packed in C
+as they finish, into the buffer of the recorder's `ExchangeSender` (`fastproxy.io._handover`),
+with the state of each connection once (again when it changes); the writer encodes their
+flow records from the packed bytes, in C too. Other flows (`add_flow`: the flow path's,
 WebSocket, TCP) are snapshotted field for field as ``get_state`` and pickled on the loop.
 What is queued in one loop iteration goes out with one non-blocking ``write``; if the
 writer falls behind, it waits in memory (up to `MAX_PENDING` bytes, then flows are dropped
