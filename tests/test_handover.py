@@ -130,3 +130,22 @@ def test_the_writer_reports_a_damaged_batch_and_writes_the_next(tmp_path):
     assert "bad message" in out.getvalue()
     state, rest = tnetstring.pop(path.read_bytes())
     assert rest == b"" and state["request"]["method"] == b"GET"  # one record, whole
+
+
+def test_an_exchange_of_an_unknown_connection_is_reported_alone():
+    """The writer reports an exchange whose connection it was not told of (its state
+    lost) and still writes the exchanges after it in the same batch."""
+    from tests.test_recorder import _capture, frame, writes
+
+    get = b"GET /p HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    client, server, data = _capture(get, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    sender, _, errors = _sender()
+    sender(client, server, data)
+    sender.take()  # the connection states, lost with this batch
+    sender(client, server, data)  # known to the sender: packed without them
+    orphan = sender.take()[0]
+    other, _, _ = _sender()
+    other(client, server, data)
+    sent = frame(("packed", orphan + other.take()[0], 2))
+    written = writes(sent)
+    assert len(written) == 1 and written[0].count(b"4:path") == 1 and not errors

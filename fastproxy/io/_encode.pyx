@@ -167,8 +167,8 @@ cdef class FlowBuffer:
         """Encode the exchanges among the messages packed in ``data`` (by the proxy's
         `ExchangeSender`): ``(exchange, client key, server key)``, whose connection
         states are in ``conns`` (encoded). Every other message, and an exchange this
-        cannot encode (a body over ``limit``, no server), goes to ``other(message)``
-        unpacked, in order; it returns how many records it appended. Returns how many
+        cannot encode (a body over ``limit``, no server, a connection not in ``conns``,
+        a malformed field), goes to ``other(message)`` unpacked, in order; it returns how many records it appended. Returns how many
         records were appended in all."""
         cdef const char *at = PyBytes_AS_STRING(data)
         cdef const char *end = at + PyBytes_GET_SIZE(data)
@@ -187,11 +187,12 @@ cdef class FlowBuffer:
                     read_item(&message, read_item(&message, item, &key), &first)  # keys
                     client = conns.get(text(&key))
                     server = conns.get(text(&first)) if first.kind == P_STR else None
-                    if client is None or (first.kind == P_STR and server is None):
-                        raise ValueError("an exchange of a connection the writer was "
-                                         "not told of")
-                    if server is not None and self.write_exchange(fields, client, server,
-                                                                  limit):
+                    try:
+                        written = client is not None and server is not None and \
+                            self.write_exchange(fields, client, server, limit)
+                    except ValueError:  # malformed: `other` reports it, alone
+                        written = False
+                    if written:
                         count += 1
                         continue
             count += other(unpack_all(PyBytes_FromStringAndSize(start, at - start))[0])
