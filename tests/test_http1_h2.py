@@ -12,8 +12,8 @@ import pytest
 
 from tests.support import flowlog
 from tests.support.origin import payload
-from tests.support.tls_origin import H2Origin, HttpsOrigin, TestCA
-from tests.test_tls import FLOWLOG_SCRIPT, curl, tls_through_proxy, wait_records
+from tests.support.tls_origin import HttpsOrigin
+from tests.test_tls import curl, tls_through_proxy, wait_records
 
 ADDON = '''
 def request(flow):
@@ -30,31 +30,8 @@ def response(flow):
 '''
 
 
-@pytest.fixture
-def test_ca(tmp_path):
-    return TestCA(tmp_path / "origin-ca")
-
-
-@pytest.fixture
-def h2_origin(test_ca):
-    server = H2Origin(test_ca)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def proxy_for(start_proxy, test_ca, tmp_path):
-    def start(*args, flowlog_script=True):
-        log = tmp_path / f"flows-{len(args)}-{id(args)}.jsonl"
-        script = ["-s", FLOWLOG_SCRIPT] if flowlog_script else []
-        proxy = start_proxy(*script, "--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}",
-                            *args, env={"FLOWLOG": str(log)})
-        return proxy, tmp_path / "confdir" / "fastproxy-ca-cert.pem", log
-    return start
-
-
-def test_curl_http1_to_h2_only_origin_with_events(proxy_for, h2_origin):
-    proxy, cacert, log = proxy_for()
+def test_curl_http1_to_h2_only_origin_with_events(tls_proxy, h2_origin):
+    proxy, cacert, log = tls_proxy()
     urls = [h2_origin.url("/bytes/300000"), h2_origin.url("/hi?x=1")]
     out = curl("-v", "--http1.1", "--proxy", proxy.url, "--cacert", str(cacert), *urls)
     assert out.stdout == payload(300000) + b"hello h2", out.stderr[-2000:]
@@ -76,8 +53,8 @@ def test_curl_http1_to_h2_only_origin_with_events(proxy_for, h2_origin):
 
 
 @pytest.mark.parametrize("addon", [True, False], ids=["events", "streamed"])
-def test_large_bodies_both_ways_byte_for_byte(proxy_for, h2_origin, tmp_path, addon):
-    proxy, cacert, log = proxy_for(*([] if addon else ["-q"]), flowlog_script=addon)
+def test_large_bodies_both_ways_byte_for_byte(tls_proxy, h2_origin, tmp_path, addon):
+    proxy, cacert, log = tls_proxy(*([] if addon else ["-q"]), flowlog_script=addon)
     body = payload(3_000_000)
     (tmp_path / "body").write_bytes(body)
     for framing in ([], ["-H", "Transfer-Encoding: chunked"]):
@@ -96,8 +73,8 @@ def test_large_bodies_both_ways_byte_for_byte(proxy_for, h2_origin, tmp_path, ad
             assert b"transfer-encoding: chunked" in head.lower()
 
 
-def test_client_without_alpn_and_head_request(proxy_for, h2_origin, tmp_path):
-    proxy, cacert, log = proxy_for()
+def test_client_without_alpn_and_head_request(tls_proxy, h2_origin, tmp_path):
+    proxy, cacert, log = tls_proxy()
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     target = f"127.0.0.1:{h2_origin.port}"
     sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
@@ -118,10 +95,10 @@ def test_client_without_alpn_and_head_request(proxy_for, h2_origin, tmp_path):
     assert server["alpn"] == "h2" and server["alpn_offers"] == ["h2"]
 
 
-def test_addon_modifies_request_and_response(proxy_for, h2_origin, tmp_path):
+def test_addon_modifies_request_and_response(tls_proxy, h2_origin, tmp_path):
     script = tmp_path / "modify.py"
     script.write_text(ADDON)
-    proxy, cacert, log = proxy_for("-s", str(script))
+    proxy, cacert, log = tls_proxy("-s", str(script))
     out = curl("-D", "-", "--http1.1", "--proxy", proxy.url, "--cacert", str(cacert),
                h2_origin.url("/hi"), h2_origin.url("/rewrite"))
     first, second = out.stdout.split(b"HTTP/1.1 200 OK\r\n")[1:]
@@ -133,8 +110,8 @@ def test_addon_modifies_request_and_response(proxy_for, h2_origin, tmp_path):
     assert (method, path) == ("POST", "/echo") and headers["content-length"] == "14"
 
 
-def test_upstream_reset_is_a_502_and_an_error(proxy_for, h2_origin):
-    proxy, cacert, log = proxy_for()
+def test_upstream_reset_is_a_502_and_an_error(tls_proxy, h2_origin):
+    proxy, cacert, log = tls_proxy()
     out = curl("-i", "--http1.1", "--proxy", proxy.url, "--cacert", str(cacert),
                h2_origin.url("/reset"))
     assert b"HTTP/1.1 502 Bad Gateway" in out.stdout and b"reset" in out.stdout
@@ -143,15 +120,15 @@ def test_upstream_reset_is_a_502_and_an_error(proxy_for, h2_origin):
     assert out.stdout == b"hello h2"
 
 
-def test_http2_off_offers_the_upstream_http1_only(proxy_for, h2_origin):
-    proxy, cacert, log = proxy_for("--set", "http2=false")
+def test_http2_off_offers_the_upstream_http1_only(tls_proxy, h2_origin):
+    proxy, cacert, log = tls_proxy("--set", "http2=false")
     curl("--http1.1", "--proxy", proxy.url, "--cacert", str(cacert), h2_origin.url("/x"))
     assert not h2_origin.requests  # an h2-only origin cannot be reached over HTTP/1.1
 
 
-def test_tls_through_proxy_helper_still_http1(proxy_for, h2_origin):
+def test_tls_through_proxy_helper_still_http1(tls_proxy, h2_origin):
     """A client offering http/1.1 keeps it, whatever the upstream picked."""
-    proxy, cacert, _ = proxy_for("-q", flowlog_script=False)
+    proxy, cacert, _ = tls_proxy("-q", flowlog_script=False)
     with tls_through_proxy(proxy.port, "localhost", h2_origin.port, cacert) as tls:
         assert tls.selected_alpn_protocol() == "http/1.1"
         tls.sendall(b"GET /bytes/100 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -161,15 +138,13 @@ def test_tls_through_proxy_helper_still_http1(proxy_for, h2_origin):
     assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(payload(100))
 
 
-
-
-def test_origin_speaking_both_keeps_http1_for_an_http1_client(proxy_for, test_ca):
+def test_origin_speaking_both_keeps_http1_for_an_http1_client(tls_proxy, test_ca):
     """An origin offering h2 and http/1.1 (that picks h2 when offered) is offered
     http/1.1 alone for an HTTP/1 client: no translation. (This origin speaks HTTP/1.1
     only, so it would fail if it were asked for h2.)"""
     origin = HttpsOrigin(test_ca, alpn=["h2", "http/1.1"])
     try:
-        proxy, cacert, log = proxy_for()
+        proxy, cacert, log = tls_proxy()
         out = curl("--http1.1", "--proxy", proxy.url, "--cacert", str(cacert),
                    origin.url("/bytes/1000"))
         assert out.stdout == payload(1000), out.stderr[-2000:]
@@ -181,8 +156,8 @@ def test_origin_speaking_both_keeps_http1_for_an_http1_client(proxy_for, test_ca
         origin.stop()
 
 
-def test_reverse_https_to_h2_only_origin_for_http1_client(proxy_for, h2_origin):
-    proxy, cacert, log = proxy_for("--mode", f"reverse:https://127.0.0.1:{h2_origin.port}")
+def test_reverse_https_to_h2_only_origin_for_http1_client(tls_proxy, h2_origin):
+    proxy, cacert, log = tls_proxy("--mode", f"reverse:https://127.0.0.1:{h2_origin.port}")
     url = f"https://127.0.0.1:{proxy.port}"
     out = curl("--http1.1", "--cacert", str(cacert), f"{url}/bytes/20000", f"{url}/hi")
     assert out.stdout == payload(20000) + b"hello h2", out.stderr[-2000:]

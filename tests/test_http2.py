@@ -16,42 +16,12 @@ import pytest
 
 from tests.support import flowlog
 from tests.support.origin import payload
-from tests.support.tls_origin import H2Origin, HttpsOrigin, TestCA
-from tests.test_tls import FLOWLOG_SCRIPT, curl, wait_records
+from tests.support.tls_origin import H2Origin, HttpsOrigin
+from tests.test_tls import curl, wait_records
 
 
-@pytest.fixture
-def test_ca(tmp_path):
-    return TestCA(tmp_path / "origin-ca")
-
-
-@pytest.fixture
-def h2_origin(test_ca):
-    server = H2Origin(test_ca)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def h1_origin(test_ca):
-    server = HttpsOrigin(test_ca)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def proxy_for(start_proxy, test_ca, tmp_path):
-    def start(*args):
-        log = tmp_path / f"flows-{len(args)}-{id(args)}.jsonl"
-        proxy = start_proxy("-s", FLOWLOG_SCRIPT, "--set",
-                            f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}", *args,
-                            env={"FLOWLOG": str(log)})
-        return proxy, tmp_path / "confdir" / "fastproxy-ca-cert.pem", log
-    return start
-
-
-def test_curl_h2_to_h2_origin_through_connect(proxy_for, h2_origin):
-    proxy, cacert, log = proxy_for()
+def test_curl_h2_to_h2_origin_through_connect(tls_proxy, h2_origin):
+    proxy, cacert, log = tls_proxy()
     url = h2_origin.url("/bytes/300000")
     out = curl("-v", "--http2", "--proxy", proxy.url, "--cacert", str(cacert), url, url)
     assert out.stdout == payload(300000) * 2, out.stderr[-2000:]
@@ -67,8 +37,8 @@ def test_curl_h2_to_h2_origin_through_connect(proxy_for, h2_origin):
     assert h2_origin.requests[0][:2] == ("GET", "/bytes/300000")
 
 
-def test_httpx_h2_large_bodies_both_ways(proxy_for, h2_origin):
-    proxy, cacert, log = proxy_for("-q")
+def test_httpx_h2_large_bodies_both_ways(tls_proxy, h2_origin):
+    proxy, cacert, log = tls_proxy("-q")
     body = payload(3_000_000)
     with httpx.Client(http2=True, proxy=proxy.url, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
         r = client.post(h2_origin.url("/echo"), content=body)
@@ -79,8 +49,8 @@ def test_httpx_h2_large_bodies_both_ways(proxy_for, h2_origin):
         assert r.content == payload(5_000_000)
 
 
-def test_h2_client_to_http1_origin_reverse_mode(proxy_for, h1_origin):
-    proxy, cacert, log = proxy_for("--mode", f"reverse:https://127.0.0.1:{h1_origin.port}")
+def test_h2_client_to_http1_origin_reverse_mode(tls_proxy, https_origin):
+    proxy, cacert, log = tls_proxy("--mode", f"reverse:https://127.0.0.1:{https_origin.port}")
     body = payload(2_000_000)
     base = f"https://127.0.0.1:{proxy.port}"
     with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
@@ -91,17 +61,17 @@ def test_h2_client_to_http1_origin_reverse_mode(proxy_for, h1_origin):
         assert r.content == payload(100000)
         r = client.get(base + "/bytes/4000000")
         assert r.content == payload(4_000_000)
-    method, path, headers = h1_origin.requests[0]
+    method, path, headers = https_origin.requests[0]
     assert (method, path) == ("POST", "/echo")
-    assert headers["Host"] == f"127.0.0.1:{h1_origin.port}" and headers["x-test"] == "1"
+    assert headers["Host"] == f"127.0.0.1:{https_origin.port}" and headers["x-test"] == "1"
     flows = wait_records(log, "response", 3)
     assert flows[0]["http_version"] == "HTTP/2.0"
     assert flows[0]["response_version"] == "HTTP/1.1"
     assert flows[0]["request_size"] == len(body)
 
 
-def test_h2_client_to_h2_origin_reverse_mode(proxy_for, h2_origin):
-    proxy, cacert, log = proxy_for("--mode", f"reverse:https://127.0.0.1:{h2_origin.port}")
+def test_h2_client_to_h2_origin_reverse_mode(tls_proxy, h2_origin):
+    proxy, cacert, log = tls_proxy("--mode", f"reverse:https://127.0.0.1:{h2_origin.port}")
     with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
         r = client.get(f"https://127.0.0.1:{proxy.port}/hi?x=1")
     assert r.http_version == "HTTP/2" and r.content == b"hello h2"
@@ -110,8 +80,8 @@ def test_h2_client_to_h2_origin_reverse_mode(proxy_for, h2_origin):
     assert flow["server"]["alpn"] == "h2" and flow["client"]["alpn"] == "h2"
 
 
-def test_rst_stream_ends_only_that_stream(proxy_for, h2_origin):
-    proxy, cacert, log = proxy_for()
+def test_rst_stream_ends_only_that_stream(tls_proxy, h2_origin):
+    proxy, cacert, log = tls_proxy()
     with httpx.Client(http2=True, proxy=proxy.url, verify=ssl.create_default_context(cafile=cacert), timeout=30) as client:
         with pytest.raises(httpx.RemoteProtocolError):
             client.get(h2_origin.url("/reset"))
@@ -129,9 +99,9 @@ def test_untrusted_h2_origin_is_a_502(start_proxy, h2_origin, tmp_path):
     assert "certificate verify failed" in r.text
 
 
-def test_http2_off(proxy_for, h2_origin, h1_origin):
-    proxy, cacert, log = proxy_for("--set", "http2=false", "--mode",
-                                   f"reverse:https://127.0.0.1:{h1_origin.port}")
+def test_http2_off(tls_proxy, h2_origin, https_origin):
+    proxy, cacert, log = tls_proxy("--set", "http2=false", "--mode",
+                                   f"reverse:https://127.0.0.1:{https_origin.port}")
     out = curl("-v", "--http2", "--cacert", str(cacert), f"https://127.0.0.1:{proxy.port}/x")
     assert out.stdout == b"hello"
     assert b"ALPN: server accepted http/1.1" in out.stderr

@@ -3,7 +3,6 @@ an HTTPS origin with its own test CA, the proxy trusting that CA."""
 
 from __future__ import annotations
 
-import random
 import socket
 import ssl
 import subprocess
@@ -17,32 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from fastproxy.proxy.layers.tls import NotTLS, parse_client_hello
 from tests.support import flowlog
 from tests.support.origin import payload
-from tests.support.tls_origin import HttpsOrigin, TestCA
-
-FLOWLOG_SCRIPT = str(Path(flowlog.__file__))
-
-
-@pytest.fixture
-def test_ca(tmp_path):
-    return TestCA(tmp_path / "origin-ca")
-
-
-@pytest.fixture
-def https_origin(test_ca):
-    server = HttpsOrigin(test_ca)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def tls_proxy(start_proxy, test_ca, tmp_path):
-    """start(*args) -> (proxy, fastproxy CA PEM path, flow log path): trusts the test CA."""
-    def start(*args, trust=True):
-        log = tmp_path / f"flows-{random.getrandbits(32)}.jsonl"
-        extra = ["--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}"] if trust else []
-        proxy = start_proxy("-s", FLOWLOG_SCRIPT, *extra, *args, env={"FLOWLOG": str(log)})
-        return proxy, tmp_path / "confdir" / "fastproxy-ca-cert.pem", log
-    return start
+from tests.support.tls_origin import TestCA
 
 
 def curl(*args: str) -> subprocess.CompletedProcess:
