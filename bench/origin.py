@@ -64,16 +64,22 @@ def write_bodies(root: Path) -> None:
 
 def origin() -> Server:
     """The origin nginx (not yet started; use as a context manager)."""
+    return static_origin("origin")
+
+
+def static_origin(name: str, listen_options: str = "", directives: str = "") -> Server:
+    """An nginx serving the fixed bodies (not yet started), its ``listen`` given
+    ``listen_options`` and its ``server`` block the extra ``directives`` (TLS)."""
     WORK.mkdir(parents=True, exist_ok=True)
-    d = Path(tempfile.mkdtemp(prefix="origin-", dir=WORK))
+    d = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WORK))
     (d / "www").mkdir()
     write_bodies(d / "www")
     port = free_port()
     block = f"""\
   open_file_cache max=16 inactive=600s;
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    root {d}/www;
+    listen 127.0.0.1:{port} {listen_options} backlog=4096;
+{directives}    root {d}/www;
     location / {{ }}
   }}"""
-    return nginx_server("origin", d, block, port)
+    return nginx_server(name, d, block, port)

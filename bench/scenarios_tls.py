@@ -24,11 +24,10 @@ import ipaddress
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from bench.load import lua_script, wrk
-from bench.origin import BODIES, nginx_server, write_bodies
+from bench.origin import BODIES, static_origin
 from bench.proc import WORK, Server, free_port, log
 from bench.scenarios import Column, Context, median, scenario
 from bench.targets import fastproxy
@@ -88,22 +87,11 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
 def https_origin() -> tuple[Server, Path]:
     """The nginx HTTPS origin (h2 and http/1.1; not yet started) and its CA's PEM."""
     ca_pem, leaf_pem, key_pem = make_ca(WORK / "tls")
-    d = Path(tempfile.mkdtemp(prefix="tls-origin-", dir=WORK))
-    (d / "www").mkdir()
-    write_bodies(d / "www")
-    port = free_port()
     # nginx 1.22 (Debian 12): http2 is a listen parameter (a directive from 1.25.1).
-    block = f"""\
-  open_file_cache max=16 inactive=600s;
-  server {{
-    listen 127.0.0.1:{port} ssl http2 backlog=4096;
-    ssl_certificate {leaf_pem};
-    ssl_certificate_key {key_pem};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    root {d}/www;
-    location / {{ }}
-  }}"""
-    return nginx_server("tls-origin", d, block, port), ca_pem
+    directives = (f"    ssl_certificate {leaf_pem};\n"
+                  f"    ssl_certificate_key {key_pem};\n"
+                  "    ssl_protocols TLSv1.2 TLSv1.3;\n")
+    return static_origin("tls-origin", "ssl http2", directives), ca_pem
 
 
 # -- loads --------------------------------------------------------------------------------
