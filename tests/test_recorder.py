@@ -147,9 +147,14 @@ def test_save_per_worker_files(tmp_path):
 
 
 def frame(message: tuple) -> bytes:
-    """A message as the recorder hands it to the writer: a 4-byte length, a pickle."""
+    """A message as the recorder hands it to the writer: pickled, or for ``("packed",
+    data)`` the packed bytes themselves."""
+    from fastproxy.io import writer
+
+    if message[0] == "packed":
+        return writer.frame(writer.PACKED, message[1]) + message[1]
     data = pickle.dumps(message)
-    return len(data).to_bytes(4, "big") + data
+    return writer.frame(writer.PICKLED, data) + data
 
 
 def writes(sent: bytes) -> list[bytes]:
@@ -164,10 +169,43 @@ def writes(sent: bytes) -> list[bytes]:
 
     writer = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
     try:
-        writer.handle(split_messages(bytearray(sent)))
+        messages, end = split_messages(memoryview(sent))
+        assert end == len(sent)
+        writer.handle(messages)
     finally:
         os.close(writer.fd)
     return written
+
+
+def test_the_inbox_puts_messages_back_together_across_reads():
+    """The writer reads the pipe into one reused buffer: a message cut by a read is kept
+    for the next, and a message larger than the buffer makes it grow."""
+    from fastproxy.io.writer import Inbox, Writer
+
+    handled = []
+
+    class Sink(Writer):
+        def handle(self, messages):
+            handled.extend((kind, pickle.loads(payload)) for kind, payload in messages)
+
+    messages = [("limit", 5), ("flow", {"id": "x" * 100}, None, None), ("forget",)]
+    sent = b"".join(frame(m) for m in messages)
+    read_fd, write_fd = os.pipe()
+    inbox = Inbox(read_fd, size=16)
+    sink = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
+    try:
+        for start in range(0, len(sent), 10):  # the proxy's writes, 10 bytes each
+            os.write(write_fd, sent[start:start + 10])
+            assert inbox.read() > 0
+            inbox.handle(sink)
+        os.close(write_fd)
+        while inbox.read():
+            inbox.handle(sink)
+    finally:
+        os.close(read_fd)
+        os.close(sink.fd)
+    assert [message for _, message in handled] == messages
+    assert inbox.filled == 0 and len(inbox.buffer) >= 128
 
 
 def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
@@ -192,7 +230,7 @@ def test_snapshot_is_get_state_and_the_writer_writes_identical_bytes():
         packed, count = sender.take()
         assert count == 0
         conn_messages += unpack_all(packed)
-        sent += frame(("packed", packed, 0)) + frame(("flow", flow_state(flow), *keys))
+        sent += frame(("packed", packed)) + frame(("flow", flow_state(flow), *keys))
     assert [m[0] for m in conn_messages] == ["conn"] * 4  # two each for flows 0 and 1
     assert writes(sent) == [b"".join(tnetstring.dumps(f.get_state()) for f in flows)]
 
@@ -310,7 +348,7 @@ def test_exchange_capture_written_is_get_state_byte_for_byte():
     limits = [8 if i == 4 else None for i in range(len(captured))]
     for (client, server, data), limit in zip(captured, limits):
         sender(client, server, data)
-        sent += frame(("limit", limit)) + frame(("packed", *sender.take()))
+        sent += frame(("limit", limit)) + frame(("packed", sender.take()[0]))
     written = writes(sent)
     records = []
     data = written[0]

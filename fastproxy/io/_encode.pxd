@@ -35,7 +35,7 @@ cdef class FlowBuffer:
     # random bytes for flow ids, used 16 at a time
     cdef bytes ids
     cdef Py_ssize_t ids_used
-    # packed header list (and Host rewrite) -> its encoding
+    # hash of a packed header list and Host rewrite -> (those bytes, their encoding)
     cdef dict header_cache
 
     # the layout of one exchange's record

@@ -36,11 +36,11 @@ from typing import Any, Callable
 from fastproxy.flow import FLOW_FORMAT_VERSION as _VERSION
 from fastproxy.io import flowfile
 from fastproxy.io._handover import ExchangeSender
+from fastproxy.io.writer import PACKED, PICKLED, frame
 
 MAX_PENDING = 256 << 20
 """Bytes of handed-over flows that may wait for the writer before new flows are dropped."""
 
-_HEADER = 4
 PIPE_SIZE = 1 << 20
 
 
@@ -132,7 +132,7 @@ class Recorder:
         """Hand ``message`` over now (pickled now: later changes to it don't leak)."""
         if len(self.add_exchange):  # keep the order
             self._seal()
-        self._append(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        self._append(PICKLED, pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def _exchange_packed(self) -> None:
         """The first exchange since the last hand-over: hand them over at the end of this
@@ -142,16 +142,16 @@ class Recorder:
 
     def _seal(self) -> None:
         """Hand over what the `ExchangeSender` packed since the last time, as one message."""
-        packed, count = self.add_exchange.take()
-        self._append(pickle.dumps(("packed", packed, count), pickle.HIGHEST_PROTOCOL))
+        self._append(PACKED, self.add_exchange.take()[0])
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, kind: int, data: bytes) -> None:
         if self._pending_size + len(data) > MAX_PENDING:
             self._drop()
             return
-        self._pending.append(len(data).to_bytes(_HEADER, "big"))
+        header = frame(kind, data)
+        self._pending.append(header)
         self._pending.append(data)
-        self._pending_size += len(data) + _HEADER
+        self._pending_size += len(header) + len(data)
         if not self._flush_scheduled:
             self._schedule_flush()
 

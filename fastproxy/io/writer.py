@@ -1,11 +1,16 @@
 """The recorder's writer process: ``python -m fastproxy.io.writer DATA_FD FILE_FD``.
 
-It reads messages from the pipe ``DATA_FD`` (each a 4-byte big-endian length and a pickle,
-see `fastproxy.io.recorder`), turns each flow into mitmproxy's state dict, truncates its
-bodies, encodes it as a tnetstring and appends it to ``FILE_FD``, batching whatever has
-arrived into one ``write``. It stops at end of input, after writing everything it got:
-when the proxy closes the pipe, and also when the proxy is killed (``kill -9`` closes its
-end too), so every flow the proxy handed over is on disk.
+It reads messages from the pipe ``DATA_FD`` (each a header, `frame`: the payload's 4-byte
+big-endian length and its kind byte; then the payload), turns each flow into mitmproxy's state dict, truncates its bodies,
+encodes it as a tnetstring and appends it to ``FILE_FD``, batching whatever has arrived
+into one ``write``. It stops at end of input, after writing everything it got: when the
+proxy closes the pipe, and also when the proxy is killed (``kill -9`` closes its end too),
+so every flow the proxy handed over is on disk.
+
+A message of kind `PACKED` is what the proxy's `fastproxy.io._handover.ExchangeSender`
+queued in one loop iteration: messages of the kinds below, packed, whose exchanges are
+encoded from the packed bytes in place (`FlowBuffer.packed`) and the rest unpacked. A
+message of kind `PICKLED` is one of these, pickled:
 
 Messages (tuples):
   ("conn", key, state)     a connection's state, referenced by later flows
@@ -16,11 +21,6 @@ Messages (tuples):
                            (`fastproxy.io._encode`) straight into the batch's buffer
   ("limit", n)             body limit from now on (None: none)
   ("forget",)              drop the connection states (the proxy's cache was cleared)
-  ("packed", data, n)      messages of the kinds above, packed by the proxy's
-                           `fastproxy.io._handover.ExchangeSender` (n exchanges among
-                           them): what it queued in one loop iteration. The exchanges
-                           are encoded from the packed bytes in place
-                           (`FlowBuffer.packed`), the other messages unpacked
 
 Errors go to stdout, one line each, for the proxy to log. SIGINT and SIGTERM are ignored:
 the proxy decides when recording ends, by closing the pipe.
@@ -40,7 +40,8 @@ from fastproxy.io._encode import FlowBuffer
 from fastproxy.io.bodies import truncate_bodies
 from fastproxy.proxy.capture import exchange_state
 
-HEADER = 4
+HEADER = 5
+PACKED, PICKLED = ord("p"), ord("m")
 READ_SIZE = 1 << 20
 MAX_CACHED_HEADERS = 1024
 BATCH_BYTES = 256 << 10
@@ -64,16 +65,16 @@ class Writer:
         self.headers: dict[tuple, bytes] = {}
         self.buffer = FlowBuffer()
 
-    def handle(self, messages: list[bytes]) -> None:
-        """Encode the flows among ``messages`` and write them with one call."""
+    def handle(self, messages: list[tuple[int, memoryview]]) -> None:
+        """Encode the flows among ``messages`` (`split_messages`) and write them with one
+        call."""
         buffer, count = self.buffer, 0
-        for raw in messages:
+        for kind, payload in messages:
             try:
-                message = pickle.loads(raw)
-                if message[0] == "packed":  # exchanges encoded in C, the rest to `apply`
-                    count += buffer.packed(message[1], self.conns, self.limit, self.apply_one)
+                if kind == PACKED:  # exchanges encoded in C, the rest to `apply`
+                    count += buffer.packed(payload, self.conns, self.limit, self.apply_one)
                 else:
-                    count += self.apply_one(message)
+                    count += self.apply_one(pickle.loads(payload))
             except Exception as e:  # noqa: BLE001
                 self.report(f"bad message: {e!r}")
         if len(buffer):
@@ -174,32 +175,65 @@ class Writer:
             pass  # nobody listens any more: the proxy is gone
 
 
-def split_messages(buffer: bytearray) -> list[bytes]:
-    """Take the complete messages from the front of ``buffer``."""
-    messages, pos = [], 0
-    while len(buffer) - pos >= HEADER:
-        size = int.from_bytes(buffer[pos:pos + HEADER], "big")
-        if len(buffer) - pos - HEADER < size:
+def frame(kind: int, payload: bytes) -> bytes:
+    """The header that goes before ``payload`` on the pipe."""
+    return len(payload).to_bytes(4, "big") + bytes((kind,))
+
+
+def split_messages(data: memoryview) -> tuple[list[tuple[int, memoryview]], int]:
+    """The complete messages at the front of ``data``, as (kind, payload) with the payload
+    a view into ``data``, not a copy; and where they end."""
+    messages, pos, end = [], 0, len(data)
+    while end - pos >= HEADER:
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        if end - pos - HEADER < size:
             break
-        messages.append(bytes(buffer[pos + HEADER:pos + HEADER + size]))
+        messages.append((data[pos + 4], data[pos + HEADER:pos + HEADER + size]))
         pos += HEADER + size
-    del buffer[:pos]
-    return messages
+    return messages, pos
+
+
+class Inbox:
+    """The pipe's bytes, read into one buffer that every read reuses: a new megabyte for
+    each read cost the writer page faults, and joining and cutting it copies."""
+
+    def __init__(self, fd: int, size: int = READ_SIZE) -> None:
+        self.fd = fd
+        self.buffer = bytearray(size)
+        self.filled = 0
+
+    def read(self) -> int:
+        """Read what the pipe has (waiting for some); 0 at end of input."""
+        if self.filled == len(self.buffer):  # one message larger than the buffer
+            self.buffer.extend(bytes(len(self.buffer)))
+        with memoryview(self.buffer) as view:
+            n = os.readv(self.fd, [view[self.filled:]])
+        self.filled += n
+        return n
+
+    def handle(self, writer: Writer) -> None:
+        """Hand the complete messages read to ``writer``; keep the incomplete rest."""
+        with memoryview(self.buffer) as view:
+            messages, end = split_messages(view[:self.filled])
+            writer.handle(messages)
+            del messages  # the views into the buffer, before it moves
+        rest = self.filled - end
+        self.buffer[:rest] = self.buffer[end:self.filled]
+        self.filled = rest
 
 
 def run(data_fd: int, file_fd: int) -> int:
     writer = Writer(file_fd)
-    buffer = bytearray()
+    inbox = Inbox(data_fd)
     while True:
-        chunk = os.read(data_fd, READ_SIZE)
-        if not chunk:
+        n = inbox.read()
+        if not n:
             break
-        buffer += chunk
-        writer.handle(split_messages(buffer))
-        if len(chunk) < BATCH_BYTES:
+        inbox.handle(writer)
+        if n < BATCH_BYTES:
             time.sleep(BATCH_WAIT)
-    if buffer:  # the proxy died in the middle of handing a flow over
-        writer.report(f"the last flow arrived incomplete ({len(buffer)} bytes), not recorded")
+    if inbox.filled:  # the proxy died in the middle of handing a flow over
+        writer.report(f"the last flow arrived incomplete ({inbox.filled} bytes), not recorded")
     os.close(file_fd)
     return 0
 
