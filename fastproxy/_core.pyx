@@ -73,11 +73,27 @@ cdef class Head:
     cdef public bint has_hop_headers
     cdef public bytes host
     cdef public bytes connection
+    cdef public bytes raw  # the head as received: what recording keeps (`head_fields`)
 
     def __repr__(self):
         if self.method is not None:
             return f"<Head {self.method!r} {self.target!r} {self.version!r}>"
         return f"<Head {self.status_code} {self.reason!r} {self.version!r}>"
+
+
+def head_fields(bytes raw not None) -> list:
+    """The header fields of ``raw``, a head this module parsed (`Head.raw`), as
+    `Head.fields` has them: the recorder hands a head's bytes over and splits them only
+    when it has not seen its fields before."""
+    cdef HTTP1Reader reader = HTTP1Reader(True, max_headers=1 << 30)
+    cdef Head head = Head.__new__(Head)
+    cdef const char *p = PyBytes_AS_STRING(raw)
+    cdef const char *line_end = <const char*>memchr(p, 13, PyBytes_GET_SIZE(raw))
+    if line_end == NULL or not raw.endswith(b"\r\n\r\n"):
+        raise ValueError("not a whole head")
+    head.fields = []
+    reader._split_fields(head, raw, line_end - p + 2)
+    return head.fields
 
 
 cdef class _HeadCollector:
@@ -292,6 +308,7 @@ cdef class HTTP1Reader:
         cdef Head head = Head.__new__(Head)
         head.fields = []
         head.content_length = -1
+        head.raw = raw
         self._validate(raw, head)
         cdef const char* p = PyBytes_AS_STRING(raw)
         cdef Py_ssize_t line_end = <const char*>memchr(p, 13, PyBytes_GET_SIZE(raw)) - p

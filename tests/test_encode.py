@@ -14,6 +14,9 @@ from fastproxy.proxy.capture import exchange_state
 CLIENT = tnetstring.dumps({"id": "c", "peername": ("127.0.0.1", 1), "tls": False})
 SERVER = tnetstring.dumps({"id": "s", "address": ("example.com", 80), "sni": None})
 FIELDS = [(b"Host", b"example.com"), (b"X-A", b"1")]
+# Heads as `Capture` hands them over (`Head.raw`): the encoder splits them itself.
+RAW_GET = b"GET /p?q=1 HTTP/1.1\r\nX-A: \t1 \r\nhOsT:example.com\r\n\r\n"
+RAW_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Empty:\r\n\r\n"
 
 
 def exchange(**changes):
@@ -56,6 +59,10 @@ CASES = {
     "odd floats": exchange(t_start=0.1, t_req_end=1e22, t_resp_start=1.0, t_resp_end=5e-324),
     "many fields": exchange(resp_fields=[(b"X-%d" % i, b"v" * i) for i in range(300)]),
     "empty values": exchange(fields=[(b"", b"")], reason=b"", path=b"", authority=b""),
+    "raw heads": exchange(fields=RAW_GET, resp_fields=RAW_OK),
+    "raw heads, host replaced": exchange(fields=RAW_GET, resp_fields=RAW_OK, host_header="h:1"),
+    "raw head without host": exchange(fields=b"GET / HTTP/1.0\r\nX-A: 1\r\n\r\n",
+                                      host_header="h"),
 }
 
 
@@ -147,7 +154,8 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
     ctx = SimpleNamespace(options=SimpleNamespace(save_body_limit=100), client_conn=None,
                           server_conn=None, listeners=SimpleNamespace(
                               record_exchange=(lambda c, s, data: handed.append(data),)))
-    request = SimpleNamespace(method=b"GET", version=b"HTTP/1.1", fields=[], chunked=False)
+    request = SimpleNamespace(method=b"GET", version=b"HTTP/1.1", chunked=False,
+                              raw=b"GET / HTTP/1.1\r\n\r\n")
     route = SimpleNamespace(scheme="http", host="h", port=80, authority=b"h", path=b"/",
                             host_header=None)
     for length, pieces in [(12, [b"abcd", b"efgh", b"ijkl"]), (5, [b"hello"]), (0, []),
@@ -156,7 +164,8 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
                                    request_body_done=True)
         exchange.rec = Capture.start(exchange, capture.tee)
         response = SimpleNamespace(version=b"HTTP/1.1", status_code=200, reason=b"OK",
-                                   fields=[], chunked=False, content_length=length)
+                                   raw=b"HTTP/1.1 200 OK\r\n\r\n", chunked=False,
+                                   content_length=length)
         tee = exchange.rec.response_started(response, 100, capture.tee)
         assert (tee is exchange.rec) == (length <= 100)
         for piece in pieces:
@@ -165,3 +174,36 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
         data = handed.pop()
         body, size = data[19], data[20]
         assert size == length and body == b"".join(pieces)[:100]
+
+
+def test_a_view_of_the_buffer_is_its_bytes_and_pins_it():
+    """The recorder writes packed exchanges from a view of the buffer: the view shows what
+    was appended, and while it is held the buffer neither grows nor empties."""
+    buffer = FlowBuffer()
+    buffer.append(b"4:abcd,")
+    with memoryview(buffer) as view:
+        assert view.readonly and bytes(view) == b"4:abcd,"
+        with pytest.raises(BufferError):
+            buffer.append(b"x" * 100_000)  # would move the memory the view shows
+        with pytest.raises(BufferError):
+            buffer.clear()
+    buffer.clear()
+    assert len(buffer) == 0 and buffer.take() == b""
+
+
+def test_head_fields_splits_a_raw_head_as_the_parser_did():
+    """The encoder splits a head it is handed raw with the parser's own code: the same
+    fields as `Head.fields`, whatever the whitespace."""
+    from fastproxy._core import HTTP1Reader, head_fields
+
+    for raw, is_request in [(RAW_GET, True), (RAW_OK, False),
+                            (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %d\r\n" % (i, i)
+                                                              for i in range(150)) + b"\r\n",
+                             True)]:
+        reader = HTTP1Reader(is_request, max_headers=200)
+        reader.feed(raw)
+        reader.next_event()
+        assert reader.head.raw == raw
+        assert head_fields(raw) == reader.head.fields
+    with pytest.raises(ValueError):
+        head_fields(b"GET / HTTP/1.1\r\n")

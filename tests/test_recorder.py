@@ -36,6 +36,36 @@ def test_close_flushes_everything(tmp_path):
     assert errors == []
 
 
+def test_exchanges_wait_for_a_stalled_writer_and_none_is_lost(tmp_path):
+    """While the writer is stopped the pipe fills: the exchanges packed meanwhile wait in
+    the proxy, in order, and all reach the file once it runs again."""
+    import signal
+
+    client, server, data = _capture(b"GET /p HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    path = str(tmp_path / "rec.flows")
+    errors = []
+
+    async def record(rec):
+        stalled = False
+        for _ in range(80):  # loop iterations of 50 exchanges, about 4 MB in all
+            for _ in range(50):
+                rec.add_exchange(client, server, data)
+            await asyncio.sleep(0)
+            stalled = stalled or bool(rec._unsent)
+        return stalled
+
+    rec = Recorder(path, on_error=errors.append)
+    os.kill(rec._proc.pid, signal.SIGSTOP)
+    try:
+        assert asyncio.run(record(rec))  # the pipe was full at some point
+    finally:
+        os.kill(rec._proc.pid, signal.SIGCONT)
+    rec.close()
+    assert errors == []
+    assert len(read_all(path)) == 80 * 50
+
+
 def test_unwritable_path_fails_at_start(tmp_path):
     with pytest.raises(OSError):
         Recorder(str(tmp_path / "missing-dir" / "x.flows"), on_error=print)
@@ -152,9 +182,9 @@ def frame(message: tuple) -> bytes:
     from fastproxy.io import writer
 
     if message[0] == "packed":
-        return writer.frame(writer.PACKED, message[1]) + message[1]
+        return writer.frame(writer.PACKED, len(message[1])) + message[1]
     data = pickle.dumps(message)
-    return writer.frame(writer.PICKLED, data) + data
+    return writer.frame(writer.PICKLED, len(data)) + data
 
 
 def writes(sent: bytes) -> list[bytes]:

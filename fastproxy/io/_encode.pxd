@@ -32,6 +32,7 @@ cdef class FlowBuffer:
     cdef char *data
     cdef Py_ssize_t length
     cdef Py_ssize_t capacity
+    cdef int exports  # views of it handed out (`__getbuffer__`)
     # random bytes for flow ids, used 16 at a time
     cdef bytes ids
     cdef Py_ssize_t ids_used

@@ -6,6 +6,8 @@ class FlowBuffer:
     def __len__(self) -> int: ...
     def take(self) -> bytes:
         """Everything appended so far; the buffer is empty after."""
+    def clear(self) -> None:
+        """Empty the buffer (BufferError while a memoryview of it is held)."""
     def append(self, record: bytes) -> None:
         """Append an already encoded record."""
     def exchange(self, data: tuple, client_conn: bytes, server_conn: bytes,

@@ -25,6 +25,7 @@ Flow ids are random UUID4 strings formatted as `fastproxy.ids.new_id` formats th
 """
 
 cimport cython
+from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Next
 from cpython.float cimport PyFloat_AS_DOUBLE
@@ -34,10 +35,11 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport frexp, ldexp
-from libc.string cimport memcmp, memcpy, strlen
+from libc.string cimport memchr, memcmp, memcpy, strlen
 
 import os
 
+from fastproxy._core import head_fields
 from fastproxy.flow import FLOW_FORMAT_VERSION
 from fastproxy.io import tnetstring
 from fastproxy.io.bodies import dechunk
@@ -128,6 +130,7 @@ cdef class FlowBuffer:
         self.data = NULL
         self.length = 0
         self.capacity = 0
+        self.exports = 0
         self.ids = b""
         self.ids_used = ID_POOL
         self.header_cache = {}
@@ -141,11 +144,26 @@ cdef class FlowBuffer:
     def take(self) -> bytes:
         """Everything appended so far, as one bytes object; the buffer is empty after."""
         cdef bytes out = PyBytes_FromStringAndSize(self.data, self.length)
+        self.clear()
+        return out
+
+    def clear(self) -> None:
+        """Empty the buffer (keeping its memory, unless a batch of big bodies grew it)."""
+        if self.exports:
+            raise BufferError("the buffer is viewed")
         self.length = 0
-        if self.capacity > KEEP_CAPACITY:  # a batch of big bodies: don't hold on to it
+        if self.capacity > KEEP_CAPACITY:
             PyMem_Free(self.data)
             self.data, self.capacity = NULL, 0
-        return out
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        """A read-only view of what was appended: written out from here, it needs no
+        copy. The buffer neither grows nor empties while viewed."""
+        PyBuffer_FillInfo(view, self, self.data, self.length, 1, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
 
     def append(self, bytes record not None) -> None:
         """Append an already encoded record (flows not captured as exchanges)."""
@@ -357,27 +375,44 @@ cdef class FlowBuffer:
         return True
 
     cdef bytes encoded_fields(self, const Value *fields, const Value *host):
-        """The encoding of a header list (`fields`), from the cache when the same packed
-        list, with the same Host rewrite, was encoded before: a client sends the same
-        request headers again and again, a server mostly the same response headers.
-        Encoding them costs most of a record; looking them up, a tenth of that. The cache
-        is keyed by a hash of the packed bytes (no key object to build and hash per
-        record) and holds the bytes themselves, compared on a hit."""
+        """The encoding of a header list: ``fields`` is a packed list, or the head it came
+        in (`Head.raw`: its lines after the first are the fields). From the cache when
+        the same fields, with the same Host rewrite, were encoded before: a client sends
+        the same request headers again and again, a server mostly the same response
+        headers. Encoding them costs most of a record; looking them up, a tenth of that.
+        The cache is keyed by a hash of the fields' bytes (no key object to build and
+        hash per record) and holds the bytes themselves, compared on a hit; a head is
+        split into fields only on a miss."""
+        cdef const char *data = fields.data
         cdef Py_ssize_t size = fields.end - fields.data
         cdef Py_ssize_t host_size = host.size if host is not NULL else -1
-        cdef unsigned long long h = hash_bytes(fields.data, size, <unsigned long long>host_size)
-        cdef FlowBuffer scratch
+        cdef const char *line_end
+        cdef unsigned long long h
+        cdef FlowBuffer scratch, split
+        cdef Value listed
         cdef bytes key
+        if fields.kind == P_BYTES:
+            line_end = <const char*>memchr(fields.data, 13, fields.size)
+            if line_end == NULL:
+                raise ValueError("a head without a line end")
+            data = line_end + 2
+            size = fields.data + fields.size - data
+        h = hash_bytes(data, size, <unsigned long long>host_size)
         if host is not NULL:
             h = hash_bytes(host.data, host.size, h)
         entry = self.header_cache.get(h)
         if entry is not None:
             key = <bytes>(<tuple>entry)[0]
-            if same_key(key, fields.data, size, host):
+            if same_key(key, data, size, host):
                 return <bytes>(<tuple>entry)[1]
-        key = PyBytes_FromStringAndSize(fields.data, size)
+        key = PyBytes_FromStringAndSize(data, size)
         if host is not NULL:
             key += PyBytes_FromStringAndSize(host.data, host.size)
+        if fields.kind == P_BYTES:
+            split = FlowBuffer()
+            pack(split, head_fields(PyBytes_FromStringAndSize(fields.data, fields.size)), 0)
+            read_value(split.data, split.data + split.length, &listed)
+            fields = &listed
         scratch = FlowBuffer()
         scratch.fields(fields, host, fields_size(fields, host))
         encoded = scratch.take()
@@ -421,6 +456,8 @@ cdef class FlowBuffer:
         cdef char *data
         if need <= self.capacity:
             return 0
+        if self.exports:
+            raise BufferError("the buffer is viewed")
         while capacity < need:
             capacity *= 2
         data = <char*>PyMem_Realloc(self.data, capacity)
@@ -540,10 +577,12 @@ cdef inline Py_ssize_t optional_size(const Value *value) noexcept:
 
 # -- reading an exchange in place --------------------------------------------------------
 
-# The types each field may have, two letters a field (`P_*`; a T stands for T and F).
-cdef char *KINDS = (b"dd" b"bb" b"ss" b"ss" b"ii" b"bb" b"bb" b"bb" b"ll" b"sN"
-                    b"bN" b"ii" b"TT" b"dN"
-                    b"bN" b"iN" b"bN" b"lN" b"dN" b"bN" b"iN" b"TN" b"dN" b"sN" b"dd")
+# The types each field may have, three letters a field (`P_*`; a T stands for T and F).
+# Header fields come as a list, or as the raw head (bytes).
+cdef char *KINDS = (b"ddd" b"bbb" b"sss" b"sss" b"iii" b"bbb" b"bbb" b"bbb" b"lbb" b"sNN"
+                    b"bNN" b"iii" b"TTT" b"dNN"
+                    b"bNN" b"iNN" b"bNN" b"lbN" b"dNN" b"bNN" b"iNN" b"TNN" b"dNN" b"sNN"
+                    b"ddd")
 
 
 cdef int read_exchange(const Value *exchange, Value *fields) except -1:
@@ -564,7 +603,7 @@ cdef int check_exchange(const Value *fields) except -1:
     cdef char kind
     for i in range(N_FIELDS):
         kind = P_TRUE if fields[i].kind == P_FALSE else fields[i].kind
-        if kind != KINDS[2 * i] and kind != KINDS[2 * i + 1]:
+        if kind != KINDS[3 * i] and kind != KINDS[3 * i + 1] and kind != KINDS[3 * i + 2]:
             raise ValueError(f"field {i} of an exchange has the wrong type")
     return 0
 

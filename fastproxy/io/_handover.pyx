@@ -120,7 +120,7 @@ cdef class Capture:
         pack(out, route.authority, 1)
         pack(out, route.path, 1)
         pack(out, head.version, 1)
-        pack(out, head.fields, 1)
+        pack(out, head.raw, 1)
         pack(out, route.host_header, 1)
         if self.t_request_end is None:  # the body did not end: none is recorded
             put_tag(out, P_NONE)
@@ -140,7 +140,7 @@ cdef class Capture:
             pack(out, response.version, 1)
             pack(out, response.status_code, 1)
             pack(out, response.reason, 1)
-            pack(out, response.fields, 1)
+            pack(out, response.raw, 1)
             put_word(out, P_FLOAT, &self.t_response_start)
             if error is not None:  # the body did not end: none is recorded
                 put_tag(out, P_NONE)
@@ -272,6 +272,16 @@ cdef class ExchangeSender:
         cdef Py_ssize_t count = self.count
         self.count = 0
         return self.out.take(), count
+
+    def view(self) -> memoryview:
+        """What was packed since the last take, viewed in place (the hand-over writes it
+        from there, without a copy); `clear` once the view is released."""
+        return memoryview(self.out)
+
+    def clear(self) -> None:
+        """Drop what was packed (after a `view` of it was handed over)."""
+        self.out.clear()
+        self.count = 0
 
 
 cdef tuple FINGERPRINT = ("timestamp_end", "timestamp_tls_setup", "error",

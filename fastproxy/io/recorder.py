@@ -148,7 +148,7 @@ class Recorder:
         if self._pending_size + len(data) > MAX_PENDING:
             self._drop()
             return
-        header = frame(kind, data)
+        header = frame(kind, len(data))
         self._pending.append(header)
         self._pending.append(data)
         self._pending_size += len(header) + len(data)
@@ -167,18 +167,17 @@ class Recorder:
 
     def _flush(self) -> None:
         """Write what is pending without blocking; the rest when the pipe has room."""
-        if len(self.add_exchange):
-            self._seal()
         self._flush_scheduled = False
         if self._fd < 0:
             return
         try:
             if self._unsent:
                 self._unsent = self._unsent[_write_some(self._fd, self._unsent):]
-            if not self._unsent and self._pending:
-                data = b"".join(self._pending)
-                self._pending.clear()
-                self._unsent = memoryview(data)[_write_some(self._fd, data):]
+            if self._unsent:  # the pipe is full: what was packed waits in line
+                if len(self.add_exchange):
+                    self._seal()
+            elif self._pending or len(self.add_exchange):
+                self._unsent = self._write_pending()
         except OSError as e:
             self._pending.clear()
             self._unsent = memoryview(b"")
@@ -192,6 +191,26 @@ class Recorder:
             if self._dropping:
                 self._dropping = False
                 self._report("the writer caught up; recording every flow again")
+
+    def _write_pending(self) -> memoryview:
+        """Write the pending messages, then what the `ExchangeSender` packed, with one
+        non-blocking ``writev``; the exchanges straight from the sender's buffer, not
+        copied. Returns what the pipe did not take (copied: the buffer is reused)."""
+        sender = self.add_exchange
+        parts = [b"".join(self._pending)] if self._pending else []
+        self._pending.clear()
+        if len(sender):
+            parts += (frame(PACKED, len(sender)), sender.view())
+        try:
+            written = _write_some(self._fd, parts)
+            if written == sum(map(len, parts)):
+                return memoryview(b"")
+            return memoryview(b"".join(parts))[written:]
+        finally:
+            for part in parts:
+                if type(part) is memoryview:
+                    part.release()
+            sender.clear()
 
     def _write_all(self) -> None:
         if len(self.add_exchange):
@@ -225,8 +244,9 @@ class Recorder:
 
 
 def _write_some(fd: int, data) -> int:
+    """Write ``data`` (or a list of buffers) as far as the pipe takes it now."""
     try:
-        return os.write(fd, data)
+        return os.writev(fd, data) if type(data) is list else os.write(fd, data)
     except BlockingIOError:
         return 0
 

@@ -175,9 +175,9 @@ class Writer:
             pass  # nobody listens any more: the proxy is gone
 
 
-def frame(kind: int, payload: bytes) -> bytes:
-    """The header that goes before ``payload`` on the pipe."""
-    return len(payload).to_bytes(4, "big") + bytes((kind,))
+def frame(kind: int, size: int) -> bytes:
+    """The header that goes before a payload of ``size`` bytes on the pipe."""
+    return size.to_bytes(4, "big") + bytes((kind,))
 
 
 def split_messages(data: memoryview) -> tuple[list[tuple[int, memoryview]], int]:

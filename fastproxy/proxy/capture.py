@@ -8,7 +8,9 @@ method, such as `fastproxy.addons.save.Save`), the addon manager says so
 (``listeners.record_exchange``, and ``listeners.http_flows`` stays False), and
 `Exchange.run_fast` keeps, per exchange, only what the recorded flow needs, in a `Capture`
 (`Capture.start`; in C, `fastproxy.io._handover`): the times, the response head and the
-bodies (the relay hands each piece with its transfer framing to the body's tee, made by
+bodies. The header fields are handed over as the heads came in (`Head.raw`, one copy of a
+few hundred bytes): the encoder splits them again (`fastproxy._core.head_fields`) only
+for fields it has not encoded before (the relay hands each piece with its transfer framing to the body's tee, made by
 `tee`). A response body with a Content-Length within the limit needs no tee object: the
 `Capture` takes its pieces itself. `Capture.record` hands the exchange to the recorders with
 its two connections: as one flat tuple of bytes, str, ints and floats (`Capture.data`),
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastproxy._core import head_fields
 from fastproxy.flow import FLOW_FORMAT_VERSION
 from fastproxy.ids import new_id
 from fastproxy.io.bodies import BodyTee, dechunk, mark_truncated
@@ -101,6 +104,10 @@ def exchange_state(data: tuple, client_conn: Any, server_conn: Any,
     if server_conn is None:
         from fastproxy.connection import Server
         server_conn = Server(address=None).get_state()
+    if type(fields) is bytes:  # the raw heads, as `Capture` keeps them
+        fields = head_fields(fields)
+    if type(resp_fields) is bytes:
+        resp_fields = head_fields(resp_fields)
     cut: dict[str, int] = {}
     state = {
         "version": FLOW_FORMAT_VERSION,
