@@ -195,7 +195,7 @@ def writes(sent: bytes) -> list[bytes]:
 
     class Sink(Writer):
         def write(self, data, count):
-            written.append(data)
+            written.append(bytes(data))
 
     writer = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
     try:

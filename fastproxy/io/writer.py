@@ -78,7 +78,9 @@ class Writer:
             except Exception as e:  # noqa: BLE001
                 self.report(f"bad message: {e!r}")
         if len(buffer):
-            self.write(buffer.take(), count)
+            with memoryview(buffer) as encoded:  # written from the buffer: no copy
+                self.write(encoded, count)
+            buffer.clear()
 
     def apply_one(self, message: tuple) -> int:
         """`apply`, reporting what fails: one bad flow must not stop the others."""
@@ -143,7 +145,7 @@ class Writer:
                 encoded = cache[fields] = tnetstring.Encoded(tnetstring.dumps(fields))
             message["headers"] = encoded
 
-    def write(self, data: bytes, count: int) -> None:
+    def write(self, data: bytes | memoryview, count: int) -> None:
         try:
             view = memoryview(data)
             while view:
