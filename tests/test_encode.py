@@ -110,7 +110,8 @@ def test_over_the_limit_is_left_to_the_caller():
 
 @pytest.mark.parametrize("bad", [exchange()[:-1], exchange(fields=[(b"a",)]),
                                  exchange(fields=[[b"a", b"b"]]), exchange(path="str"),
-                                 exchange(t_resp_end="x")])
+                                 exchange(t_resp_end="x"), exchange(resp_fields=None),
+                                 exchange(fields=b"GET / HTTP/1.1")])
 def test_a_bad_exchange_raises_and_leaves_no_torn_record(bad):
     buffer = FlowBuffer()
     buffer.exchange(CASES["get"], CLIENT, SERVER, None)

@@ -397,6 +397,8 @@ cdef class FlowBuffer:
                 raise ValueError("a head without a line end")
             data = line_end + 2
             size = fields.data + fields.size - data
+        elif fields.kind != P_LIST:  # None where a response has a status
+            raise ValueError("header fields are a list or a head")
         h = hash_bytes(data, size, <unsigned long long>host_size)
         if host is not NULL:
             h = hash_bytes(host.data, host.size, h)
