@@ -119,7 +119,7 @@ def test_the_writer_reports_a_damaged_batch_and_writes_the_next(tmp_path):
     for cut in (7, 0):
         sender, _, errors = _sender()  # each batch with the connection states
         sender(client, server, data)
-        packed, count = sender.take()
+        packed = sender.take()[0]
         sent += frame(("packed", packed[:len(packed) - cut]))
         assert not errors
     out = io.StringIO()
