@@ -36,7 +36,8 @@ cdef class FlowBuffer:
     # random bytes for flow ids, used 16 at a time
     cdef bytes ids
     cdef Py_ssize_t ids_used
-    # hash of a packed header list and Host rewrite -> (those bytes, their encoding)
+    # hash of header fields' bytes and Host rewrite -> (those bytes, the rewrite's size
+    # or -1 for none, their encoding)
     cdef dict header_cache
 
     # the layout of one exchange's record

@@ -384,29 +384,31 @@ cdef class FlowBuffer:
         hash per record) and holds the bytes themselves, compared on a hit; a head is
         split into fields only on a miss."""
         cdef const char *data = fields.data
-        cdef Py_ssize_t size = fields.end - fields.data
-        cdef Py_ssize_t host_size = host.size if host is not NULL else -1
+        cdef Py_ssize_t size
+        cdef Py_ssize_t host_size = host.size if host is not NULL else -1  # -1: none
         cdef const char *line_end
         cdef unsigned long long h
         cdef FlowBuffer scratch, split
         cdef Value listed
         cdef bytes key
+        cdef tuple entry
         if fields.kind == P_BYTES:
             line_end = <const char*>memchr(fields.data, 13, fields.size)
             if line_end == NULL:
                 raise ValueError("a head without a line end")
             data = line_end + 2
             size = fields.data + fields.size - data
-        elif fields.kind != P_LIST:  # None where a response has a status
+        elif fields.kind == P_LIST:
+            size = fields.end - fields.data
+        else:  # None where a response has a status
             raise ValueError("header fields are a list or a head")
         h = hash_bytes(data, size, <unsigned long long>host_size)
         if host is not NULL:
             h = hash_bytes(host.data, host.size, h)
         entry = self.header_cache.get(h)
-        if entry is not None:
-            key = <bytes>(<tuple>entry)[0]
-            if same_key(key, data, size, host):
-                return <bytes>(<tuple>entry)[1]
+        if entry is not None and <Py_ssize_t>entry[1] == host_size and same_key(
+                <bytes>entry[0], data, size, host):
+            return <bytes>entry[2]
         key = PyBytes_FromStringAndSize(data, size)
         if host is not NULL:
             key += PyBytes_FromStringAndSize(host.data, host.size)
@@ -420,7 +422,7 @@ cdef class FlowBuffer:
         encoded = scratch.take()
         if len(self.header_cache) >= MAX_CACHED_HEADERS:
             self.header_cache.clear()
-        self.header_cache[h] = (key, encoded)
+        self.header_cache[h] = (key, host_size, encoded)
         return encoded
 
     cdef int fields(self, const Value *fields, const Value *host, Py_ssize_t size) except -1:
@@ -635,7 +637,8 @@ cdef inline unsigned long long hash_bytes(const char *data, Py_ssize_t n,
 
 cdef inline bint same_key(bytes key, const char *data, Py_ssize_t size,
                           const Value *host) noexcept:
-    """Whether ``key`` (packed header list, then the Host rewrite) is these bytes."""
+    """Whether ``key`` (header fields' bytes, then the Host rewrite of the same size as
+    ``host``'s) is these bytes."""
     cdef Py_ssize_t host_size = host.size if host is not NULL else 0
     cdef const char *k = PyBytes_AS_STRING(key)
     if PyBytes_GET_SIZE(key) != size + host_size or memcmp(k, data, size) != 0:

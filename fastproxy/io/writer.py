@@ -1,11 +1,11 @@
 """The recorder's writer process: ``python -m fastproxy.io.writer DATA_FD FILE_FD``.
 
 It reads messages from the pipe ``DATA_FD`` (each a header, `frame`: the payload's 4-byte
-big-endian length and its kind byte; then the payload), turns each flow into mitmproxy's state dict, truncates its bodies,
-encodes it as a tnetstring and appends it to ``FILE_FD``, batching whatever has arrived
-into one ``write``. It stops at end of input, after writing everything it got: when the
-proxy closes the pipe, and also when the proxy is killed (``kill -9`` closes its end too),
-so every flow the proxy handed over is on disk.
+big-endian length and its kind byte; then the payload), turns each flow into mitmproxy's
+state dict, truncates its bodies, encodes it as a tnetstring and appends it to
+``FILE_FD``, batching whatever has arrived into one ``write``. It stops at end of input,
+after writing everything it got: when the proxy closes the pipe, and also when the proxy
+is killed (``kill -9`` closes its end too), so every flow the proxy handed over is on disk.
 
 A message of kind `PACKED` is what the proxy's `fastproxy.io._handover.ExchangeSender`
 queued in one loop iteration: messages of the kinds below, packed, whose exchanges are
@@ -235,7 +235,8 @@ def run(data_fd: int, file_fd: int) -> int:
         if n < BATCH_BYTES:
             time.sleep(BATCH_WAIT)
     if inbox.filled:  # the proxy died in the middle of handing a flow over
-        writer.report(f"the last flow arrived incomplete ({inbox.filled} bytes), not recorded")
+        writer.report(f"the last flow arrived incomplete ({inbox.filled} bytes), "
+                      "not recorded")
     os.close(file_fd)
     return 0
 

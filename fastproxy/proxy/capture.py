@@ -8,14 +8,14 @@ method, such as `fastproxy.addons.save.Save`), the addon manager says so
 (``listeners.record_exchange``, and ``listeners.http_flows`` stays False), and
 `Exchange.run_fast` keeps, per exchange, only what the recorded flow needs, in a `Capture`
 (`Capture.start`; in C, `fastproxy.io._handover`): the times, the response head and the
-bodies. The header fields are handed over as the heads came in (`Head.raw`, one copy of a
+bodies (the relay hands each piece with its transfer framing to the body's tee, made by
+`tee`). The header fields are handed over as the heads came in (`Head.raw`, one copy of a
 few hundred bytes): the encoder splits them again (`fastproxy._core.head_fields`) only
-for fields it has not encoded before (the relay hands each piece with its transfer framing to the body's tee, made by
-`tee`). A response body with a Content-Length within the limit needs no tee object: the
-`Capture` takes its pieces itself. `Capture.record` hands the exchange to the recorders with
-its two connections: as one flat tuple of bytes, str, ints and floats (`Capture.data`),
-whose fields are those `exchange_state` unpacks, or packed straight into the
-`ExchangeSender`'s buffer.
+for fields it has not encoded before. A response body with a Content-Length within the
+limit needs no tee object: the `Capture` takes its pieces itself. `Capture.record` hands
+the exchange to the recorders with its two connections: as one flat tuple of bytes, str,
+ints and floats (`Capture.data`), whose fields are those `exchange_state` unpacks, or
+packed straight into the `ExchangeSender`'s buffer.
 
 The writer process encodes the exchange (`fastproxy.io._encode`, in C) as the state dict
 `HTTPFlow.get_state()` gives for the same exchange on the flow path, key for key
