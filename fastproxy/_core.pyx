@@ -56,24 +56,9 @@ cdef class Head:
 
     Header names and values are kept as received, in order, as (bytes, bytes) tuples.
     The fields that framing and hop-by-hop handling depend on are recorded while
-    parsing, so that nobody has to search the header list again.
+    parsing, so that nobody has to search the header list again. Its fields are declared
+    in _core.pxd.
     """
-    cdef public bytes method
-    cdef public bytes target
-    cdef public bytes version
-    cdef public int status_code
-    cdef public bytes reason
-    cdef public list fields
-    cdef public bint keep_alive
-    cdef public long long content_length
-    cdef public bint chunked
-    cdef public bint has_transfer_encoding
-    cdef public bint upgrade
-    cdef public bint expect_continue
-    cdef public bint has_hop_headers
-    cdef public bytes host
-    cdef public bytes connection
-    cdef public bytes raw  # the head as received: what recording keeps (`head_fields`)
 
     def __repr__(self):
         if self.method is not None:

@@ -148,15 +148,23 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
     the pieces (however many) and `record` joins them; others get a tee."""
     from types import SimpleNamespace
 
+    from fastproxy._core import HTTP1Reader
     from fastproxy.io._handover import Capture
     from fastproxy.proxy import capture
+
+    def parsed(head: bytes, is_request: bool):
+        reader = HTTP1Reader(is_request)
+        if not is_request:
+            reader.expect_response_to(b"GET")
+        reader.feed(head)
+        reader.next_event()
+        return reader.head
 
     handed = []
     ctx = SimpleNamespace(options=SimpleNamespace(save_body_limit=100), client_conn=None,
                           server_conn=None, listeners=SimpleNamespace(
                               record_exchange=(lambda c, s, data: handed.append(data),)))
-    request = SimpleNamespace(method=b"GET", version=b"HTTP/1.1", chunked=False,
-                              raw=b"GET / HTTP/1.1\r\n\r\n")
+    request = parsed(b"GET / HTTP/1.1\r\n\r\n", True)
     route = SimpleNamespace(scheme="http", host="h", port=80, authority=b"h", path=b"/",
                             host_header=None)
     for length, pieces in [(12, [b"abcd", b"efgh", b"ijkl"]), (5, [b"hello"]), (0, []),
@@ -164,9 +172,7 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
         exchange = SimpleNamespace(ctx=ctx, head=request, route=route, rec=None,
                                    request_body_done=True)
         exchange.rec = Capture.start(exchange, capture.tee)
-        response = SimpleNamespace(version=b"HTTP/1.1", status_code=200, reason=b"OK",
-                                   raw=b"HTTP/1.1 200 OK\r\n\r\n", chunked=False,
-                                   content_length=length)
+        response = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length, False)
         tee = exchange.rec.response_started(response, 100, capture.tee)
         assert (tee is exchange.rec) == (length <= 100)
         for piece in pieces:

@@ -92,6 +92,20 @@ def test_sender_forgets_connections_before_it_runs_out_of_room():
     assert not errors
 
 
+def test_sender_sends_the_states_again_after_forget():
+    """`forget` (the recorder dropped packed exchanges): states the writer was sent
+    before count as unknown, even those of connections unchanged since."""
+    sender, _, errors = _sender()
+    flow = make_flow()
+    for _ in range(2):
+        sender(flow.client_conn, flow.server_conn, ())
+    sender.forget()
+    sender(flow.client_conn, flow.server_conn, ())
+    kinds = [m[0] for m in unpack_all(sender.take()[0])]
+    assert kinds == ["conn", "conn", (), (), "conn", "conn", ()]
+    assert not errors
+
+
 def test_sender_reports_an_exchange_it_cannot_pack_and_leaves_no_torn_message():
     sender, _, errors = _sender()
     flow = make_flow()

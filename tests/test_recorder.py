@@ -66,6 +66,48 @@ def test_exchanges_wait_for_a_stalled_writer_and_none_is_lost(tmp_path):
     assert len(read_all(path)) == 80 * 50
 
 
+def test_states_dropped_with_exchanges_are_sent_again(tmp_path, monkeypatch):
+    """Exchanges dropped while the writer lags took the states of new connections with
+    them: those connections' next exchanges carry their states again, and are recorded."""
+    import signal
+
+    from fastproxy.io import recorder
+
+    monkeypatch.setattr(recorder, "MAX_PENDING", 64 << 10)
+    get = b"GET /p HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    first, later = _capture(get, ok), _capture(get, ok)  # two pairs of connections
+    path = str(tmp_path / "rec.flows")
+    errors = []
+
+    async def record(rec):
+        while not rec._dropping:  # the pipe fills, then what waits for it
+            for _ in range(50):
+                rec.add_exchange(*first)
+            await asyncio.sleep(0)
+        for _ in range(50):
+            rec.add_exchange(*first)
+        rec.add_exchange(*later)  # dropped with those, and its connections' states too
+        await asyncio.sleep(0)
+        os.kill(rec._proc.pid, signal.SIGCONT)
+        while rec._dropping:  # until the writer caught up
+            await asyncio.sleep(0.01)
+        rec.add_exchange(*later)
+        await asyncio.sleep(0)
+
+    rec = Recorder(path, on_error=errors.append)
+    os.kill(rec._proc.pid, signal.SIGSTOP)
+    try:
+        asyncio.run(asyncio.wait_for(record(rec), 60))
+    finally:
+        os.kill(rec._proc.pid, signal.SIGCONT)
+    rec.close()
+    flows = read_all(path)
+    assert flows[-1].client_conn.id == later[0].id
+    assert flows[-1].server_conn.id == later[1].id
+    assert [e for e in errors if "falls behind" not in e and "caught up" not in e] == []
+
+
 def test_unwritable_path_fails_at_start(tmp_path):
     with pytest.raises(OSError):
         Recorder(str(tmp_path / "missing-dir" / "x.flows"), on_error=print)

@@ -15,13 +15,44 @@ has not been sent (or that changed since).
 cimport cython
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
+from cpython.object cimport PyObject
+from cpython.list cimport PyList_GET_ITEM
 from cpython.tuple cimport PyTuple_GET_ITEM
 
+from fastproxy._core cimport Head
 from fastproxy.io._encode cimport (P_FALSE, P_FLOAT, P_INT, P_NONE, P_TRUE, P_TUPLE,
                                    FlowBuffer, close_container, open_container, pack,
                                    put_tag, put_word)
 
 from fastproxy.io._encode import unpack_all
+
+
+from libc.string cimport memset
+
+cdef extern from "Python.h":
+    PyObject** _PyObject_GetDictPtr(object obj)
+
+cdef extern from *:
+    """
+    /* A number that changes whenever the dict `d` does, and that no other dict ever had
+       (PEP 509's version tag, readable up to Python 3.11); 0 where it cannot be read. */
+    static inline unsigned long long fastproxy_dict_version(PyObject *d) {
+    #if PY_VERSION_HEX < 0x030C0000
+        return ((PyDictObject *)d)->ma_version_tag;
+    #else
+        return 0;
+    #endif
+    }
+    """
+    unsigned long long dict_version "fastproxy_dict_version" (object d)
+
+cdef enum:
+    RECENT = 256  # connections `conn_key` knows unchanged at a glance (a power of two)
+
+cdef struct Recent:
+    # A connection whose state the writer has, by its instance dict as it was then.
+    void *fields  # the dict: compared, never read through
+    unsigned long long version  # its `dict_version` then (0: this entry is empty)
 
 
 cdef inline double wall_clock() noexcept:
@@ -48,7 +79,7 @@ cdef class Capture:
     cdef readonly double t_start
     cdef readonly object t_request_end  # None until the request ended
     cdef readonly object request_tee
-    cdef readonly object response  # the response `Head`, once it arrived
+    cdef readonly Head response  # once it arrived
     cdef readonly double t_response_start
     cdef readonly object response_tee  # None when the capture keeps the body itself
     cdef list pieces
@@ -70,7 +101,7 @@ cdef class Capture:
     def request_ended(self):
         self.t_request_end = wall_clock()
 
-    def response_started(self, head, long long limit, make_tee):
+    def response_started(self, Head head not None, long long limit, make_tee):
         """Note the response head; return the tee for its body (``make_tee(limit,
         head)`` when the capture cannot keep it itself)."""
         cdef long long length = head.content_length
@@ -88,8 +119,9 @@ cdef class Capture:
         """Hand the exchange (an `http1.Exchange`, whose capture this is) over to the
         recorders, once; with ``error`` when it failed. An `ExchangeSender` packs it
         straight from here; other recorders get `data`."""
+        cdef Head head = exchange.head
         exchange.rec = None
-        head, route, ctx = exchange.head, exchange.route, exchange.ctx
+        route, ctx = exchange.route, exchange.ctx
         client, server = ctx.client_conn, ctx.server_conn
         for fn in ctx.listeners.record_exchange:
             if type(fn) is ExchangeSender:
@@ -97,7 +129,7 @@ cdef class Capture:
             else:
                 fn(client, server, self.data(head, route, error))
 
-    def data(self, head, route, str error=None) -> tuple:
+    def data(self, Head head not None, route, str error=None) -> tuple:
         """The exchange (request ``head``, its ``route``) as the tuple of plain values
         recorders get; its fields are those `capture.exchange_state` unpacks. Made by
         unpacking what `pack` writes, so that the two cannot disagree: the recorder
@@ -106,11 +138,11 @@ cdef class Capture:
         self.pack(out, head, route, error)
         return unpack_all(out.take())[0]
 
-    cdef int pack(self, FlowBuffer out, head, route, str error) except -1:
+    cdef int pack(self, FlowBuffer out, Head head, route, str error) except -1:
         cdef double now = wall_clock()
         cdef long long n, zero = 0
         cdef int i
-        cdef object response = self.response
+        cdef Head response = self.response
         cdef Py_ssize_t items = open_container(out, P_TUPLE, 25)
         put_word(out, P_FLOAT, &self.t_start)
         pack(out, head.method, 1)
@@ -193,6 +225,8 @@ cdef class ExchangeSender:
     cdef readonly Py_ssize_t count
     cdef readonly Py_ssize_t max_conns
     cdef dict conns  # connection id -> the fields `fingerprint` reads, as last sent
+    cdef Recent recent[RECENT]  # by the dict's address (`recent_slot`)
+    cdef list recent_keys  # the connection id of each of `recent`
     cdef object on_first
     cdef object on_error
 
@@ -201,6 +235,7 @@ cdef class ExchangeSender:
         self.count = 0
         self.max_conns = max_conns
         self.conns = {}
+        self.recent_keys = [None] * RECENT
         self.on_first = on_first
         self.on_error = on_error
 
@@ -210,7 +245,7 @@ cdef class ExchangeSender:
     def __call__(self, client_conn, server_conn, tuple data not None):
         self.send(client_conn, server_conn, None, None, None, None, data)
 
-    cdef send(self, client_conn, server_conn, Capture capture, head, route, str error,
+    cdef send(self, client_conn, server_conn, Capture capture, Head head, route, str error,
               tuple data):
         """Pack an exchange: ``data``, or what ``capture`` (with ``head``, ``route``,
         ``error``) packs for it."""
@@ -245,26 +280,44 @@ cdef class ExchangeSender:
         """Forget the connections sent (the writer too) if there is no room for two more:
         called before the `conn_key` calls for one flow, so that both stay known."""
         if len(self.conns) >= self.max_conns - 1:
-            self.conns.clear()
+            self.forget()
             pack(self.out, ("forget",), 0)
+
+    cpdef forget(self):
+        """Take none of the connections as known to the writer any more: their states are
+        sent again with their next exchange (the recorder calls this when it dropped
+        packed exchanges, and with them states the writer was to learn)."""
+        self.conns.clear()
+        memset(self.recent, 0, sizeof(self.recent))
 
     cpdef str conn_key(self, conn):
         """The key the writer knows ``conn``'s state by, packing the state first when it
-        is new to the writer or changed."""
-        cdef dict fields = conn.__dict__
-        cdef str key = fields["id"]
-        cdef tuple seen = self.conns.get(key), now
+        is new to the writer or changed.
+
+        A connection's dict unchanged since its state was sent (same `dict_version`) is
+        known without a look at its fields: the common case, twice per exchange."""
+        cdef dict fields = instance_fields(conn)
+        cdef unsigned long long version = dict_version(fields)
+        cdef Recent *recent = &self.recent[recent_slot(fields)]
+        cdef str key
+        cdef tuple seen, now
         cdef Py_ssize_t start
-        if seen is not None and unchanged(seen, fields):
-            return key
-        now = fingerprint(fields)
-        start = self.out.length
-        try:
-            pack(self.out, ("conn", key, conn.get_state()), 0)
-        except BaseException:
-            self.out.length = start
-            raise
-        self.conns[key] = now
+        if version != 0 and recent.version == version and recent.fields == <void*>fields:
+            return <str>PyList_GET_ITEM(self.recent_keys, recent - self.recent)
+        key = fields["id"]
+        seen = self.conns.get(key)
+        if seen is None or not unchanged(seen, fields):
+            now = fingerprint(fields)
+            start = self.out.length
+            try:
+                pack(self.out, ("conn", key, conn.get_state()), 0)
+            except BaseException:
+                self.out.length = start
+                raise
+            self.conns[key] = now
+        recent.fields = <void*>fields
+        recent.version = version
+        self.recent_keys[recent - self.recent] = key
         return key
 
     def take(self) -> tuple:
@@ -282,6 +335,20 @@ cdef class ExchangeSender:
         """Drop what was packed (after a `view` of it was handed over)."""
         self.out.clear()
         self.count = 0
+
+
+cdef inline Py_ssize_t recent_slot(dict fields) noexcept:
+    cdef size_t address = <size_t><void*>fields
+    return ((address >> 4) ^ (address >> 12)) & (RECENT - 1)
+
+
+cdef inline dict instance_fields(conn):
+    """``conn.__dict__``, read through its pointer: the attribute lookup costs several
+    hundred instructions, and this runs twice per exchange."""
+    cdef PyObject **slot = _PyObject_GetDictPtr(conn)
+    if slot == NULL or slot[0] == NULL:
+        return conn.__dict__
+    return <dict>slot[0]
 
 
 cdef tuple FINGERPRINT = ("timestamp_end", "timestamp_tls_setup", "error",

@@ -147,6 +147,8 @@ class Recorder:
     def _append(self, kind: int, data: bytes) -> None:
         if self._pending_size + len(data) > MAX_PENDING:
             self._drop()
+            if kind == PACKED:  # connection states went with it: send them again
+                self.add_exchange.forget()
             return
         header = frame(kind, len(data))
         self._pending.append(header)

@@ -1,0 +1,21 @@
+# The HTTP/1 core (see _core.pyx): what other extensions read in C. `Head` is declared here
+# so that the recorder's capture (fastproxy.io._handover) reads its fields as struct
+# members instead of through attribute lookups, on every recorded exchange.
+
+cdef class Head:
+    cdef public bytes method
+    cdef public bytes target
+    cdef public bytes version
+    cdef public int status_code
+    cdef public bytes reason
+    cdef public list fields
+    cdef public bint keep_alive
+    cdef public long long content_length
+    cdef public bint chunked
+    cdef public bint has_transfer_encoding
+    cdef public bint upgrade
+    cdef public bint expect_continue
+    cdef public bint has_hop_headers
+    cdef public bytes host
+    cdef public bytes connection
+    cdef public bytes raw  # the head as received: what recording keeps (`head_fields`)
