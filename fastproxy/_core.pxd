@@ -1,6 +1,6 @@
-# The HTTP/1 core (see _core.pyx): what other extensions read in C. `Head` is declared here
-# so that the recorder's capture (fastproxy.io._handover) reads its fields as struct
-# members instead of through attribute lookups, on every recorded exchange.
+# The HTTP/1 core (see _core.pyx): what other extensions read in C. `Head` and `Route` are
+# declared here so that the recorder's capture (fastproxy.io._handover) reads their fields
+# as struct members instead of through attribute lookups, on every recorded exchange.
 
 cdef class Head:
     cdef public bytes method
@@ -19,3 +19,15 @@ cdef class Head:
     cdef public bytes host
     cdef public bytes connection
     cdef public bytes raw  # the head as received: what recording keeps (`head_fields`)
+
+
+cdef class Route:
+    cdef public str scheme
+    cdef public str host
+    cdef public int port
+    cdef public bytes authority  # of an absolute-form target (empty for origin-form)
+    cdef public bytes path
+    cdef public bytes start_line  # the request line to send upstream
+    cdef public frozenset drop  # lowercased field names not to forward
+    cdef public list extra  # fields to add (the rewritten Host), or None
+    cdef public str host_header  # the Host value the upstream gets when it is rewritten

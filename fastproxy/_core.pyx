@@ -66,6 +66,28 @@ cdef class Head:
         return f"<Head {self.status_code} {self.reason!r} {self.version!r}>"
 
 
+@cython.freelist(64)
+cdef class Route:
+    """The upstream of one request and how its head is rewritten for it
+    (`fastproxy.proxy.layers.routing.route_request` makes it; _core.pxd says what each
+    field holds)."""
+
+    def __init__(self, str scheme, str host, int port, bytes authority, bytes path,
+                 bytes start_line, frozenset drop, list extra, str host_header):
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.authority = authority
+        self.path = path
+        self.start_line = start_line
+        self.drop = drop
+        self.extra = extra
+        self.host_header = host_header
+
+    def __repr__(self):
+        return f"<Route {self.scheme}://{self.host}:{self.port} {self.start_line!r}>"
+
+
 def head_fields(bytes raw not None) -> list:
     """The header fields of ``raw``, a head this module parsed (`Head.raw`), as
     `Head.fields` has them: the recorder hands a head's bytes over and splits them only

@@ -148,7 +148,7 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
     the pieces (however many) and `record` joins them; others get a tee."""
     from types import SimpleNamespace
 
-    from fastproxy._core import HTTP1Reader
+    from fastproxy._core import HTTP1Reader, Route
     from fastproxy.io._handover import Capture
     from fastproxy.proxy import capture
 
@@ -165,8 +165,7 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
                           server_conn=None, listeners=SimpleNamespace(
                               record_exchange=(lambda c, s, data: handed.append(data),)))
     request = parsed(b"GET / HTTP/1.1\r\n\r\n", True)
-    route = SimpleNamespace(scheme="http", host="h", port=80, authority=b"h", path=b"/",
-                            host_header=None)
+    route = Route("http", "h", 80, b"h", b"/", b"GET / HTTP/1.1", frozenset(), None, None)
     for length, pieces in [(12, [b"abcd", b"efgh", b"ijkl"]), (5, [b"hello"]), (0, []),
                            (200, [b"x" * 150, b"y" * 50])]:
         exchange = SimpleNamespace(ctx=ctx, head=request, route=route, rec=None,

@@ -2,6 +2,7 @@
 # exchanges over in, and the writer's encoder. Declarations, grouped by flow; the small
 # buffer functions are defined here, so that modules cimporting them inline them too.
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
 cdef enum:
@@ -117,3 +118,14 @@ cdef inline int put_data(FlowBuffer out, char kind, const char *data, Py_ssize_t
     memcpy(at + 9, data, n)
     out.length += 9 + n
     return 0
+
+
+cdef inline int put_bytes(FlowBuffer out, bytes value) except -1:
+    """A bytes value or None, as `pack` puts it, without its look at the type."""
+    if value is None:
+        return put_tag(out, P_NONE)
+    return put_data(out, P_BYTES, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+
+
+cdef inline int put_int(FlowBuffer out, long long value) except -1:
+    return put_word(out, P_INT, &value)

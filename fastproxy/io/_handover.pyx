@@ -19,10 +19,10 @@ from cpython.object cimport PyObject
 from cpython.list cimport PyList_GET_ITEM
 from cpython.tuple cimport PyTuple_GET_ITEM
 
-from fastproxy._core cimport Head
+from fastproxy._core cimport Head, Route
 from fastproxy.io._encode cimport (P_FALSE, P_FLOAT, P_INT, P_NONE, P_TRUE, P_TUPLE,
                                    FlowBuffer, close_container, open_container, pack,
-                                   put_tag, put_word)
+                                   put_bytes, put_int, put_tag, put_word)
 
 from fastproxy.io._encode import unpack_all
 
@@ -120,8 +120,9 @@ cdef class Capture:
         recorders, once; with ``error`` when it failed. An `ExchangeSender` packs it
         straight from here; other recorders get `data`."""
         cdef Head head = exchange.head
+        cdef Route route = exchange.route
         exchange.rec = None
-        route, ctx = exchange.route, exchange.ctx
+        ctx = exchange.ctx
         client, server = ctx.client_conn, ctx.server_conn
         for fn in ctx.listeners.record_exchange:
             if type(fn) is ExchangeSender:
@@ -129,7 +130,7 @@ cdef class Capture:
             else:
                 fn(client, server, self.data(head, route, error))
 
-    def data(self, Head head not None, route, str error=None) -> tuple:
+    def data(self, Head head not None, Route route not None, str error=None) -> tuple:
         """The exchange (request ``head``, its ``route``) as the tuple of plain values
         recorders get; its fields are those `capture.exchange_state` unpacks. Made by
         unpacking what `pack` writes, so that the two cannot disagree: the recorder
@@ -138,21 +139,22 @@ cdef class Capture:
         self.pack(out, head, route, error)
         return unpack_all(out.take())[0]
 
-    cdef int pack(self, FlowBuffer out, Head head, route, str error) except -1:
+    cdef int pack(self, FlowBuffer out, Head head, Route route, str error) except -1:
         cdef double now = wall_clock()
         cdef long long n, zero = 0
+        cdef bytes body
         cdef int i
         cdef Head response = self.response
         cdef Py_ssize_t items = open_container(out, P_TUPLE, 25)
         put_word(out, P_FLOAT, &self.t_start)
-        pack(out, head.method, 1)
+        put_bytes(out, head.method)
         pack(out, route.scheme, 1)
         pack(out, route.host, 1)
-        pack(out, route.port, 1)
-        pack(out, route.authority, 1)
-        pack(out, route.path, 1)
-        pack(out, head.version, 1)
-        pack(out, head.raw, 1)
+        put_int(out, route.port)
+        put_bytes(out, route.authority)
+        put_bytes(out, route.path)
+        put_bytes(out, head.version)
+        put_bytes(out, head.raw)
         pack(out, route.host_header, 1)
         if self.t_request_end is None:  # the body did not end: none is recorded
             put_tag(out, P_NONE)
@@ -169,10 +171,10 @@ cdef class Capture:
             for i in range(9):
                 put_tag(out, P_NONE)
         else:
-            pack(out, response.version, 1)
-            pack(out, response.status_code, 1)
-            pack(out, response.reason, 1)
-            pack(out, response.raw, 1)
+            put_bytes(out, response.version)
+            put_int(out, response.status_code)
+            put_bytes(out, response.reason)
+            put_bytes(out, response.raw)
             put_word(out, P_FLOAT, &self.t_response_start)
             if error is not None:  # the body did not end: none is recorded
                 put_tag(out, P_NONE)
@@ -183,7 +185,7 @@ cdef class Capture:
                 if self.response_tee is None:  # the capture was the tee: all is kept
                     body = joined(self.pieces)
                     n = len(body)
-                    pack(out, body, 1)
+                    put_bytes(out, body)
                     put_word(out, P_INT, &n)
                     put_tag(out, P_FALSE)
                 else:
@@ -245,8 +247,8 @@ cdef class ExchangeSender:
     def __call__(self, client_conn, server_conn, tuple data not None):
         self.send(client_conn, server_conn, None, None, None, None, data)
 
-    cdef send(self, client_conn, server_conn, Capture capture, Head head, route, str error,
-              tuple data):
+    cdef send(self, client_conn, server_conn, Capture capture, Head head, Route route,
+              str error, tuple data):
         """Pack an exchange: ``data``, or what ``capture`` (with ``head``, ``route``,
         ``error``) packs for it."""
         cdef Py_ssize_t after_conns, items

@@ -9,35 +9,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from fastproxy._core import ProtocolError
+from fastproxy._core import ProtocolError, Route
 from fastproxy.proxy.mode_specs import ReverseMode
 
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"upgrade"))
 HOP_BY_HOP_AND_HOST = HOP_BY_HOP | {b"host"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(slots=True)
-class Route:
-    """The upstream of one request and how its head is rewritten for it."""
-
-    scheme: str
-    host: str
-    port: int
-    authority: bytes
-    """The authority of an absolute-form target (empty for origin-form)."""
-    path: bytes
-    start_line: bytes
-    """The request line to send upstream."""
-    drop: frozenset
-    """Lowercased field names not to forward."""
-    extra: list | None
-    """Fields to add (the rewritten Host)."""
-    host_header: str | None
-    """The Host value the upstream gets, when it is rewritten."""
 
 
 def route_request(ctx, head, tunnel: tuple[str, int] | None,
