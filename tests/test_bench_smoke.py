@@ -85,3 +85,15 @@ def test_server_group_is_killed_and_tunnel_sink_counts():
         assert tunnel.transfer(sock, 3 * tunnel.CHUNK + 5) > 0
     time.sleep(0.1)
     assert pid not in procstat.tree_pids(pid) or procstat._stat_fields(pid)[0] == "Z"
+
+
+def test_recording_ratio_pairs_each_run_with_the_plain_run_beside_it():
+    """The -w ratio is the median of per-repeat ratios; a failed run drops its pair only."""
+    from bench.scenarios_recording import _add_ratios
+    plain = [{"rps": 100.0}, {"rps": 50.0}, None, {"rps": 80.0}]
+    w = [{"rps": 90.0}, {"rps": 40.0}, {"rps": 70.0}, {"rps": 76.0}]
+    row = {"rps": 73.0}
+    _add_ratios(row, w, plain)
+    assert row["x_plain_pairs"] == [0.9, 0.8, 0.95]
+    assert row["x_plain"] == 0.9
+    assert row["x_plain_of_medians"] == 73.0 / 80.0
