@@ -66,6 +66,7 @@ cdef class ExchangeSender
 
 
 @cython.final
+@cython.freelist(64)
 cdef class Capture:
     """What is kept of one exchange recorded without a flow: its times, the response
     head, the bodies. Made when the request head arrived; a bodyless request ends there.
@@ -85,6 +86,9 @@ cdef class Capture:
     cdef list pieces
 
     def __init__(self, request_tee=None):
+        self.begin(request_tee)
+
+    cdef inline void begin(self, request_tee):
         self.t_start = wall_clock()
         self.request_tee = request_tee
         self.t_request_end = None if request_tee is not None else self.t_start
@@ -93,10 +97,14 @@ cdef class Capture:
     @staticmethod
     def start(exchange, make_tee):
         """The capture of an exchange (an `http1.Exchange`) whose request head just
-        arrived; ``make_tee(limit, head)`` makes the tee of a request body."""
+        arrived; ``make_tee(limit, head)`` makes the tee of a request body. (Made
+        without the call of the type, which parses arguments: once per exchange.)"""
+        cdef Capture capture = Capture.__new__(Capture)
         if exchange.request_body_done:
-            return Capture()  # a bodyless request ends with its head
-        return Capture(make_tee(exchange.ctx.options.save_body_limit, exchange.head))
+            capture.begin(None)  # a bodyless request ends with its head
+        else:
+            capture.begin(make_tee(exchange.ctx.options.save_body_limit, exchange.head))
+        return capture
 
     def request_ended(self):
         self.t_request_end = wall_clock()
