@@ -13,10 +13,11 @@ has not been sent (or that changed since).
 """
 
 cimport cython
+from libc.string cimport memset
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
-from cpython.object cimport PyObject
 from cpython.list cimport PyList_GET_ITEM
+from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
 
 from fastproxy._core cimport Head, Route
@@ -25,9 +26,6 @@ from fastproxy.io._encode cimport (P_FALSE, P_FLOAT, P_INT, P_NONE, P_TRUE, P_TU
                                    put_bytes, put_int, put_tag, put_word)
 
 from fastproxy.io._encode import unpack_all
-
-
-from libc.string cimport memset
 
 cdef extern from "Python.h":
     PyObject** _PyObject_GetDictPtr(object obj)
@@ -348,6 +346,8 @@ cdef class ExchangeSender:
 
 
 cdef inline Py_ssize_t recent_slot(dict fields) noexcept:
+    """Where in `ExchangeSender.recent` the connection with these ``fields`` goes: bits
+    of the dict's address (two dicts on one slot only cost the slower check)."""
     cdef size_t address = <size_t><void*>fields
     return ((address >> 4) ^ (address >> 12)) & (RECENT - 1)
 
