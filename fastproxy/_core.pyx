@@ -9,6 +9,9 @@ hands out the received `bytes` object itself whenever the whole of it is body.
 
 `Relay` is the protocol for one side of a tunnel: whatever it reads it writes to the
 peer's transport, and the peer's write buffer pausing pauses this side's reading.
+
+`Head` (a parsed head) and `Route` (where a request goes, `proxy.layers.routing`) are C
+types declared in _core.pxd, so that the recorder's capture reads them as structs.
 """
 
 cimport cython
