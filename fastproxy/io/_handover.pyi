@@ -2,25 +2,27 @@
 
 from typing import Any, Callable, Iterable
 
+from fastproxy._core import Head, Route
+
 class Capture:
     """What is kept of one exchange recorded without a flow."""
 
     t_start: float
     t_request_end: float | None
     request_tee: Any
-    response: Any
+    response: Head | None
     t_response_start: float
     response_tee: Any
 
     def __init__(self, request_tee: Any = None) -> None: ...
     def request_ended(self) -> None: ...
-    def response_started(self, head: Any, limit: int,
+    def response_started(self, head: Head, limit: int,
                          make_tee: Callable[[int, Any], Any]) -> Any:
         """Note the response head; return the tee for its body."""
     def add(self, piece: bytes) -> None: ...
     def record(self, exchange: Any, error: str | None = None) -> None:
         """Hand the exchange over to the recorders, once."""
-    def data(self, head: Any, route: Any, error: str | None = None) -> tuple:
+    def data(self, head: Head, route: Route, error: str | None = None) -> tuple:
         """The exchange as the tuple of plain values recorders get."""
 
 class ExchangeSender:
@@ -34,6 +36,8 @@ class ExchangeSender:
     def __len__(self) -> int: ...
     def __call__(self, client_conn: Any, server_conn: Any, data: tuple) -> None: ...
     def make_room(self) -> None: ...
+    def forget(self) -> None:
+        """Take no connection as known to the writer: states are sent again."""
     def conn_key(self, conn: Any) -> str: ...
     def take(self) -> tuple[bytes, int]: ...
     def view(self) -> memoryview: ...
