@@ -91,11 +91,18 @@ class OriginHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of upstream connections (an
+    # HTTP/2 client's streams fanned out to HTTP/1) overflowed it, and a dropped SYN is
+    # retried after 1, 3, 7 s... up to the proxy's connect timeout, a 502.
+    request_queue_size = 1024
+
+
 class Origin:
     """The running origin: `.port`, `.url(path)`, `.requests` seen, `.stop()`."""
 
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), OriginHandler)
+        self.server = _Server(("127.0.0.1", 0), OriginHandler)
         self.server.daemon_threads = True
         self.server.requests = []
         self.port = self.server.server_address[1]
