@@ -98,9 +98,21 @@ def idle_memory(rows: Rows) -> tuple:
                            f"{a['opened']:,} of {a['conns']:,} held")
 
 
+def recording_vs_plain(rows: Rows) -> tuple:
+    goal = "with -w, ≥ 0.85× the req/s without (64 B, 50 conns), nothing lost"
+    a = _find(rows, "recording", "fastproxy-w")
+    if not (a and a.get("x_plain") and a.get("recorded_ratio") is not None):
+        return goal, "n/a", "needs recording/fastproxy-w and recording/fastproxy-plain"
+    verdict = "PASS" if a["x_plain"] >= 0.85 and a["recorded_ratio"] == 1.0 else "FAIL"
+    return goal, verdict, (f"{a['x_plain']:.2f}× (95% {a['x_plain_interval']}, "
+                           f"{len(a['x_plain_pairs'])} rounds), "
+                           f"{a['flows_per_s']:,.0f} flows recorded/s, "
+                           f"recorded/served {a['recorded_ratio']:.3f}")
+
+
 GOALS: list[Callable[[Rows], tuple]] = [
     reverse_vs_nginx, addon_vs_nginx, vs_mitmdump_everywhere, big_bodies_vs_nginx,
-    tunnel_vs_direct, cpu_vs_nginx, idle_memory,
+    tunnel_vs_direct, cpu_vs_nginx, idle_memory, recording_vs_plain,
 ]
 
 

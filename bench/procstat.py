@@ -2,7 +2,7 @@
 
 A tree is every process in the server's session (servers start with `start_new_session`,
 so the session id is the leader's pid): that holds worker children however they were
-forked. CPU is utime+stime plus cutime+cstime (proc(5): children that exited and were
+forked; and their descendants that started sessions of their own. CPU is utime+stime plus cutime+cstime (proc(5): children that exited and were
 waited for), so a worker that exits and is reaped by its parent still counts.
 """
 from __future__ import annotations
@@ -25,16 +25,27 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def tree_pids(root: int) -> list[int]:
-    """The pids of the session led by `root` (the leader included)."""
-    pids = []
+    """The pids of the session led by `root` (the leader included), and their descendants
+    in sessions of their own (the recorder's writer process starts one)."""
+    parents: dict[int, int] = {}
+    pids = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         fields = _stat_fields(int(name))
+        if not fields:
+            continue
         # After comm: state(0) ppid(1) pgrp(2) session(3)
-        if fields and (int(name) == root or int(fields[3]) == root):
-            pids.append(int(name))
-    return pids
+        parents[int(name)] = int(fields[1])
+        if int(name) == root or int(fields[3]) == root:
+            pids.add(int(name))
+    for pid in parents:
+        ancestor, seen = parents[pid], 0
+        while ancestor > 1 and ancestor not in pids and seen < 64:
+            ancestor, seen = parents.get(ancestor, 0), seen + 1
+        if ancestor in pids:
+            pids.add(pid)
+    return sorted(pids)
 
 
 def cpu_seconds(root: int) -> float:

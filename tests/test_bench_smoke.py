@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -56,7 +57,20 @@ def test_goals_verdicts():
              "opened": 10000, "conns": 10000}]
     verdicts = {g["goal"].split(" ")[1]: g["verdict"] for g in goals.check_all(rows)}
     assert [g["verdict"] for g in goals.check_all(rows)] == [
-        "PASS", "FAIL", "PASS", "n/a", "FAIL", "PASS", "PASS"], verdicts
+        "PASS", "FAIL", "PASS", "n/a", "FAIL", "PASS", "PASS", "n/a"], verdicts
+
+
+def _recording(x_plain, recorded_ratio):
+    return {"scenario": "recording", "target": "fastproxy-w", "x_plain": x_plain,
+            "x_plain_interval": "0.80–0.90", "x_plain_pairs": [x_plain] * 3,
+            "flows_per_s": 20000.0, "recorded_ratio": recorded_ratio}
+
+
+def test_recording_goal_wants_the_ratio_and_every_flow():
+    assert goals.recording_vs_plain([_recording(0.86, 1.0)])[1] == "PASS"
+    assert goals.recording_vs_plain([_recording(0.84, 1.0)])[1] == "FAIL"
+    assert goals.recording_vs_plain([_recording(0.90, 0.999)])[1] == "FAIL"
+    assert "95% 0.80–0.90, 3 rounds" in goals.recording_vs_plain([_recording(0.86, 1.0)])[2]
 
 
 def test_report_renders_every_scenario():
@@ -74,6 +88,17 @@ def test_procstat_sees_this_process():
     with procstat.Sampler(pid, interval=0.01) as s:
         sum(range(10**6))
     assert s.cpu_s >= 0 and s.peak_rss > 0
+
+
+def test_procstat_tree_holds_a_child_in_a_session_of_its_own():
+    """The recorder's writer starts a session of its own: its CPU is the proxy's too."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             start_new_session=True)
+    try:
+        assert child.pid in procstat.tree_pids(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_server_group_is_killed_and_tunnel_sink_counts():
@@ -97,3 +122,24 @@ def test_recording_ratio_pairs_each_run_with_the_plain_run_beside_it():
     assert row["x_plain_pairs"] == [0.9, 0.8, 0.95]
     assert row["x_plain"] == 0.9
     assert row["x_plain_of_medians"] == 73.0 / 80.0
+    assert row["x_plain_interval"] == "0.80–0.95"
+
+
+def test_bootstrap_interval_holds_the_median_and_narrows_with_more_rounds():
+    from bench.scenarios_recording import bootstrap_interval
+    few = [0.70, 0.95, 0.80, 0.85, 0.75]
+    many = few * 8
+    low, high = bootstrap_interval(few)
+    assert low <= 0.80 <= high
+    many_low, many_high = bootstrap_interval(many)
+    assert many_high - many_low < high - low
+    assert bootstrap_interval(few) == (low, high)  # seeded: the same runs, the same interval
+
+
+def test_recorded_ratio_counts_the_runs_requests_and_caps_at_one():
+    from bench.scenarios_recording import _add_recorded
+    row = {"runs": [{"requests": 1000, "duration_s": 2.0}, {"requests": 900, "duration_s": 2.0}]}
+    _add_recorded(row, 1850, warmup=1.0)
+    assert row["recorded_ratio"] == 1850 / 1900 and row["flows_per_s"] == 1850 / 5.0
+    _add_recorded(row, 1990, warmup=1.0)  # the warm-up's flows are in the file too
+    assert row["recorded_ratio"] == 1.0
