@@ -69,15 +69,15 @@ def test_sender_packs_connection_states_once_then_exchanges():
     packed, count = sender.take()
     assert count == 2 and len(sender) == 0 and not errors
     messages = unpack_all(packed)
+    # the keys are numbers the sender gives the connections, not their 36-character ids
     assert messages == [
-        ("conn", client.id, client.get_state()), ("conn", server.id, server.get_state()),
-        (("exchange 1",), client.id, server.id), (("exchange 2",), client.id, server.id)]
-    client.timestamp_end = 1795000001.5  # closed: its state changed, sent again
+        ("conn", 0, client.get_state()), ("conn", 1, server.get_state()),
+        (("exchange 1",), 0, 1), (("exchange 2",), 0, 1)]
+    client.timestamp_end = 1795000001.5  # closed: its state changed, sent again, same key
     sender(client, None, ("exchange 3",))
     assert first_calls == [1, 1]
     messages = unpack_all(sender.take()[0])
-    assert messages == [("conn", client.id, client.get_state()),
-                        (("exchange 3",), client.id, None)]
+    assert messages == [("conn", 0, client.get_state()), (("exchange 3",), 0, None)]
 
 
 def test_sender_forgets_connections_before_it_runs_out_of_room():
@@ -101,8 +101,11 @@ def test_sender_sends_the_states_again_after_forget():
         sender(flow.client_conn, flow.server_conn, ())
     sender.forget()
     sender(flow.client_conn, flow.server_conn, ())
-    kinds = [m[0] for m in unpack_all(sender.take()[0])]
-    assert kinds == ["conn", "conn", (), (), "conn", "conn", ()]
+    messages = unpack_all(sender.take()[0])
+    assert [m[0] for m in messages] == ["conn", "conn", (), (), "conn", "conn", ()]
+    # under new keys: the writer may still hold the old ones (it was not told to forget)
+    assert [m[1] for m in messages if m[0] == "conn"] == [0, 1, 2, 3]
+    assert messages[-1][1:] == (2, 3)
     assert not errors
 
 

@@ -359,8 +359,11 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
     assert exchange.rec is None and len(handed) == 1
     packed, count = sender.take()
     assert count == 1
-    data, ckey, skey = unpack_all(packed)[-1]
-    assert (ckey, skey) == (conns.client_conn.id, None if no_server else conns.server_conn.id)
+    messages = unpack_all(packed)
+    conn_ids = {m[1]: m[2]["id"] for m in messages if m[0] == "conn"}
+    data, ckey, skey = messages[-1]
+    assert conn_ids[ckey] == conns.client_conn.id
+    assert skey is None if no_server else conn_ids[skey] == conns.server_conn.id
     assert _timeless(data) == _timeless(handed[0][2])
     return handed[0]
 

@@ -185,11 +185,11 @@ cdef class FlowBuffer:
                other) -> int:
         """Encode the exchanges among the messages packed in ``data`` (by the proxy's
         `ExchangeSender`; bytes or a view of them): ``(exchange, client key, server
-        key)``, whose connection states are in ``conns`` (encoded). Every other message,
-        and an exchange this cannot encode (a body over ``limit``, no server, a
-        connection not in ``conns``, a malformed field), goes to ``other(message)``
-        unpacked, in order; it returns how many records it appended. Returns how many
-        records were appended in all."""
+        key)``, whose connection states are in ``conns`` (encoded) under those keys
+        (numbers). Every other message, and an exchange this cannot encode (a body over
+        ``limit``, no server, a connection not in ``conns``, a malformed field), goes to
+        ``other(message)`` unpacked, in order; it returns how many records it appended.
+        Returns how many records were appended in all."""
         if data.shape[0] == 0:
             return 0
         cdef const char *at = <const char*>&data[0]
@@ -207,8 +207,8 @@ cdef class FlowBuffer:
                 if first.kind == P_TUPLE:
                     read_exchange(&first, fields)
                     read_item(&message, read_item(&message, item, &key), &first)  # keys
-                    client = conns.get(text(&key))
-                    server = conns.get(text(&first)) if first.kind == P_STR else None
+                    client = conns.get(key.number) if key.kind == P_INT else None
+                    server = conns.get(first.number) if first.kind == P_INT else None
                     try:
                         written = client is not None and server is not None and \
                             self.write_exchange(fields, client, server, limit)
@@ -610,10 +610,6 @@ cdef int check_exchange(const Value *fields) except -1:
         if kind != KINDS[3 * i] and kind != KINDS[3 * i + 1] and kind != KINDS[3 * i + 2]:
             raise ValueError(f"field {i} of an exchange has the wrong type")
     return 0
-
-
-cdef inline str text(const Value *value):
-    return PyUnicode_DecodeUTF8(value.data, value.size, "surrogateescape")
 
 
 # -- the packed format ---------------------------------------------------------------

@@ -9,14 +9,14 @@ an exchange where Python functions and pickle cost the loop about 40k.
 
 `ExchangeSender` is the recorder's ``record_exchange`` (`fastproxy.io.recorder`): it packs
 each exchange with the keys of its connections, after the state of a connection the writer
-has not been sent (or that changed since).
+has not been sent (or that changed since). A key is a small number the sender gives each
+connection (not its 36-character id): the writer looks two up for every exchange.
 """
 
 cimport cython
 from libc.string cimport memset
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
-from cpython.list cimport PyList_GET_ITEM
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
 
@@ -51,6 +51,7 @@ cdef struct Recent:
     # A connection whose state the writer has, by its instance dict as it was then.
     void *fields  # the dict: compared, never read through
     unsigned long long version  # its `dict_version` then (0: this entry is empty)
+    long long key  # the connection's key
 
 
 cdef inline double wall_clock() noexcept:
@@ -222,9 +223,9 @@ cdef class ExchangeSender:
     """Packs captured exchanges, and the states of their connections, for the writer.
 
     Called as ``sender(client_conn, server_conn, data)`` with what `Capture.data` gives
-    (`Capture.record` packs its capture directly instead); packs ``(data, client key, server key)``, after ``("conn", key,
-    state)`` for a connection the writer has not seen or whose state changed since
-    (`conn_key`). ``on_first()`` is called when the first exchange after a `take` is packed
+    (`Capture.record` packs its capture directly instead); packs ``(data, client key, server
+    key)``, after ``("conn", key, state)`` for a connection the writer has not seen or whose
+    state changed since (`conn_key`). ``on_first()`` is called when the first exchange after a `take` is packed
     (the recorder then schedules the hand-over), ``on_error(message)`` when one cannot be
     packed: a call never raises into the loop.
     """
@@ -232,9 +233,9 @@ cdef class ExchangeSender:
     cdef FlowBuffer out
     cdef readonly Py_ssize_t count
     cdef readonly Py_ssize_t max_conns
-    cdef dict conns  # connection id -> the fields `fingerprint` reads, as last sent
+    cdef dict conns  # connection id -> (its key, the fields `fingerprint` reads as sent)
+    cdef long long next_key  # never reused: a key the writer knows is never another's
     cdef Recent recent[RECENT]  # by the dict's address (`recent_slot`)
-    cdef list recent_keys  # the connection id of each of `recent`
     cdef object on_first
     cdef object on_error
 
@@ -243,7 +244,7 @@ cdef class ExchangeSender:
         self.count = 0
         self.max_conns = max_conns
         self.conns = {}
-        self.recent_keys = [None] * RECENT
+        self.next_key = 0
         self.on_first = on_first
         self.on_error = on_error
 
@@ -258,7 +259,7 @@ cdef class ExchangeSender:
         """Pack an exchange: ``data``, or what ``capture`` (with ``head``, ``route``,
         ``error``) packs for it."""
         cdef Py_ssize_t after_conns, items
-        cdef str ckey = None, skey = None
+        cdef long long ckey, skey = -1  # -1: no server
         try:
             self.make_room()
             ckey = self.conn_key(client_conn)
@@ -271,8 +272,11 @@ cdef class ExchangeSender:
                     pack(self.out, data, 1)
                 else:
                     capture.pack(self.out, head, route, error)
-                pack(self.out, ckey, 1)
-                pack(self.out, skey, 1)
+                put_int(self.out, ckey)
+                if skey < 0:
+                    put_tag(self.out, P_NONE)
+                else:
+                    put_int(self.out, skey)
                 close_container(self.out, items)
             except BaseException:
                 self.out.length = after_conns  # no torn message
@@ -293,12 +297,12 @@ cdef class ExchangeSender:
 
     cpdef forget(self):
         """Take none of the connections as known to the writer any more: their states are
-        sent again with their next exchange (the recorder calls this when it dropped
-        packed exchanges, and with them states the writer was to learn)."""
+        sent again with their next exchange, under new keys (the recorder calls this when
+        it dropped packed exchanges, and with them states the writer was to learn)."""
         self.conns.clear()
         memset(self.recent, 0, sizeof(self.recent))
 
-    cpdef str conn_key(self, conn):
+    cpdef long long conn_key(self, conn) except -1:
         """The key the writer knows ``conn``'s state by, packing the state first when it
         is new to the writer or changed.
 
@@ -307,14 +311,19 @@ cdef class ExchangeSender:
         cdef dict fields = instance_fields(conn)
         cdef unsigned long long version = dict_version(fields)
         cdef Recent *recent = &self.recent[recent_slot(fields)]
-        cdef str key
+        cdef long long key
         cdef tuple seen, now
         cdef Py_ssize_t start
         if version != 0 and recent.version == version and recent.fields == <void*>fields:
-            return <str>PyList_GET_ITEM(self.recent_keys, recent - self.recent)
-        key = fields["id"]
-        seen = self.conns.get(key)
-        if seen is None or not unchanged(seen, fields):
+            return recent.key
+        conn_id = fields["id"]
+        seen = self.conns.get(conn_id)
+        if seen is None:
+            key = self.next_key
+            self.next_key += 1
+        else:
+            key = seen[0]
+        if seen is None or not unchanged(<tuple>seen[1], fields):
             now = fingerprint(fields)
             start = self.out.length
             try:
@@ -322,10 +331,10 @@ cdef class ExchangeSender:
             except BaseException:
                 self.out.length = start
                 raise
-            self.conns[key] = now
+            self.conns[conn_id] = (key, now)
         recent.fields = <void*>fields
         recent.version = version
-        self.recent_keys[recent - self.recent] = key
+        recent.key = key
         return key
 
     def take(self) -> tuple:

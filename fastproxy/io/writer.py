@@ -13,7 +13,8 @@ encoded from the packed bytes in place (`FlowBuffer.packed`) and the rest unpack
 message of kind `PICKLED` is one of these, pickled:
 
 Messages (tuples):
-  ("conn", key, state)     a connection's state, referenced by later flows
+  ("conn", key, state)     a connection's state, referenced by later flows by its key (a
+                           number the proxy's `ExchangeSender.conn_key` gives it)
   ("flow", state, ckey, skey)  a flow state whose client_conn/server_conn are those keys
                            (None: the state carries its own)
   (data, ckey, skey)       an HTTP/1 exchange captured without a flow
@@ -119,7 +120,7 @@ class Writer:
             self.conns.clear()
         return 0
 
-    def exchange(self, data: tuple, ckey: str, skey: str | None) -> int:
+    def exchange(self, data: tuple, ckey: int, skey: int | None) -> int:
         """Encode a captured exchange; in Python only when a body must be cut (rare)."""
         client = self.conns[ckey]
         server = self.conns[skey] if skey is not None else \
