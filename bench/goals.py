@@ -1,11 +1,14 @@
 """The performance targets, each checked against the rows of this run.
 
 A check returns (goal, verdict, figures): verdict is PASS, FAIL, or n/a when a row it
-needs was not measured (filtered out with --only, or failed; the figures say which).
+needs was not measured (filtered out with --only, or failed; the figures say which) or
+was measured too briefly to judge.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from bench.scenarios_recording import MIN_ROUNDS
 
 Rows = list[dict]
 
@@ -103,6 +106,9 @@ def recording_vs_plain(rows: Rows) -> tuple:
     a = _find(rows, "recording", "fastproxy-w")
     if not (a and a.get("x_plain") and a.get("recorded_ratio") is not None):
         return goal, "n/a", "needs recording/fastproxy-w and recording/fastproxy-plain"
+    if len(a["x_plain_pairs"]) < MIN_ROUNDS:
+        return goal, "n/a", (f"{a['x_plain']:.2f}× from {len(a['x_plain_pairs'])} rounds; "
+                             f"a verdict needs {MIN_ROUNDS}")
     verdict = "PASS" if a["x_plain"] >= 0.85 and a["recorded_ratio"] == 1.0 else "FAIL"
     return goal, verdict, (f"{a['x_plain']:.2f}× (95% {a['x_plain_interval']}, "
                            f"{len(a['x_plain_pairs'])} rounds), "

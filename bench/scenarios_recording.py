@@ -45,6 +45,9 @@ COLUMNS = [
 BODY, CONNS = "64B", 50
 SLICE = 2.0
 """Seconds per wrk run: short, so that the runs compared are close in time."""
+MIN_ROUNDS = 5
+"""Rounds run however short the run (`--quick`), and needed for the goal's verdict: one
+pair says nothing on a machine this noisy."""
 
 
 def _count_flows(path: Path) -> int:
@@ -93,7 +96,7 @@ class _Proxy:
 def recording(ctx: Context) -> list[dict]:
     variants = [v for v in _variants(ctx) if ctx.wanted("recording", f"fastproxy-{v[0]}")]
     seconds = min(ctx.duration, SLICE)
-    rounds = max(ctx.repeats, round(ctx.repeats * ctx.duration / seconds))
+    rounds = max(MIN_ROUNDS, ctx.repeats, round(ctx.repeats * ctx.duration / seconds))
     runs: dict[str, list[dict | None]] = {name: [] for name, _, _ in variants}
     rec = WORK / "recording.flows"
     rec.unlink(missing_ok=True)

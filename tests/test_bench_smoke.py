@@ -60,9 +60,9 @@ def test_goals_verdicts():
         "PASS", "FAIL", "PASS", "n/a", "FAIL", "PASS", "PASS", "n/a"], verdicts
 
 
-def _recording(x_plain, recorded_ratio):
+def _recording(x_plain, recorded_ratio, rounds=5):
     return {"scenario": "recording", "target": "fastproxy-w", "x_plain": x_plain,
-            "x_plain_interval": "0.80–0.90", "x_plain_pairs": [x_plain] * 3,
+            "x_plain_interval": "0.80–0.90", "x_plain_pairs": [x_plain] * rounds,
             "flows_per_s": 20000.0, "recorded_ratio": recorded_ratio}
 
 
@@ -70,7 +70,8 @@ def test_recording_goal_wants_the_ratio_and_every_flow():
     assert goals.recording_vs_plain([_recording(0.86, 1.0)])[1] == "PASS"
     assert goals.recording_vs_plain([_recording(0.84, 1.0)])[1] == "FAIL"
     assert goals.recording_vs_plain([_recording(0.90, 0.999)])[1] == "FAIL"
-    assert "95% 0.80–0.90, 3 rounds" in goals.recording_vs_plain([_recording(0.86, 1.0)])[2]
+    assert "95% 0.80–0.90, 5 rounds" in goals.recording_vs_plain([_recording(0.86, 1.0)])[2]
+    assert goals.recording_vs_plain([_recording(1.02, 1.0, rounds=1)])[1] == "n/a"
 
 
 def test_report_renders_every_scenario():
