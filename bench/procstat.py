@@ -2,8 +2,9 @@
 
 A tree is every process in the server's session (servers start with `start_new_session`,
 so the session id is the leader's pid): that holds worker children however they were
-forked; and their descendants that started sessions of their own. CPU is utime+stime plus cutime+cstime (proc(5): children that exited and were
-waited for), so a worker that exits and is reaped by its parent still counts.
+forked; and their descendants that started sessions of their own. CPU is utime+stime plus
+cutime+cstime (proc(5): children that exited and were waited for), so a worker that exits
+and is reaped by its parent still counts.
 """
 from __future__ import annotations
 

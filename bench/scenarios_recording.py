@@ -83,7 +83,13 @@ class _Proxy:
         self.server = fastproxy(port, f"reverse:http://127.0.0.1:{origin}", *extra).start()
         self.script = lua_script(None, f"127.0.0.1:{origin}")
         self.url = f"http://127.0.0.1:{port}{path}"
-        check_get(port, path, f"127.0.0.1:{origin}", size)
+        try:
+            check_get(port, path, f"127.0.0.1:{origin}", size)
+            if ctx.warmup > 0:
+                self.load(ctx, ctx.warmup)
+        except BaseException:
+            self.server.stop()
+            raise
 
     def load(self, ctx: Context, seconds: float) -> dict:
         with Sampler(self.server.pid) as s:
@@ -101,13 +107,19 @@ def recording(ctx: Context) -> list[dict]:
     rec = WORK / "recording.flows"
     rec.unlink(missing_ok=True)
     proxies: dict[str, _Proxy] = {}
+    failed: dict[str, str] = {}  # a variant whose proxy won't start is a row with its error
     try:
         for name, _, extra in variants:
-            proxies[name] = _Proxy(ctx, extra)
-            if ctx.warmup > 0:
-                proxies[name].load(ctx, ctx.warmup)
-        for round_ in range(rounds):
+            try:
+                proxies[name] = _Proxy(ctx, extra)
+            except Exception as e:  # noqa: BLE001
+                log(f"recording/{name}: FAILED: {e}")
+                failed[name] = str(e)
+        for round_ in range(rounds if proxies else 0):
             for name, _, _ in (variants if round_ % 2 == 0 else variants[::-1]):
+                if name in failed:
+                    runs[name].append(None)
+                    continue
                 try:
                     run = proxies[name].load(ctx, seconds)
                 except Exception as e:  # noqa: BLE001 - a failed run is a row note
@@ -124,6 +136,8 @@ def recording(ctx: Context) -> list[dict]:
         done = [r for r in runs[name] if r is not None]
         row = {"scenario": "recording", "target": f"fastproxy-{name}", "label": label,
                "body": BODY, "conns": CONNS, "runs": done, "slice_s": seconds}
+        if name in failed:
+            row["error"] = failed[name]
         if done:
             for key in ("rps", "cpu_us_per_req", "p99_ms"):
                 row[key] = median([r[key] for r in done])
@@ -197,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"{pairs}; of the medians {r['x_plain_of_medians']:.2f})")
         if r.get("flows_per_s"):
             extra += f"  flows/s {r['flows_per_s']:,.0f}  recorded/served {r['recorded_ratio']:.3f}"
+        if r.get("error"):
+            extra += f"  FAILED: {r['error']}"
+        runs = [round(x["rps"]) for x in r["runs"]]
         print(f"{r['label']:55} {r.get('rps') or 0:9,.0f} req/s  "
-              f"cpu {r.get('cpu_us_per_req') or 0:6.1f} µs/req{extra}  runs={[round(x['rps']) for x in r['runs']]}")
+              f"cpu {r.get('cpu_us_per_req') or 0:6.1f} µs/req{extra}  runs={runs}")
     return 0
 
 

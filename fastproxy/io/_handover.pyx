@@ -225,9 +225,9 @@ cdef class ExchangeSender:
     Called as ``sender(client_conn, server_conn, data)`` with what `Capture.data` gives
     (`Capture.record` packs its capture directly instead); packs ``(data, client key, server
     key)``, after ``("conn", key, state)`` for a connection the writer has not seen or whose
-    state changed since (`conn_key`). ``on_first()`` is called when the first exchange after a `take` is packed
-    (the recorder then schedules the hand-over), ``on_error(message)`` when one cannot be
-    packed: a call never raises into the loop.
+    state changed since (`conn_key`). ``on_first()`` is called when the first exchange
+    after a `take` is packed (the recorder then schedules the hand-over),
+    ``on_error(message)`` when one cannot be packed: a call never raises into the loop.
     """
 
     cdef FlowBuffer out
