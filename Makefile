@@ -37,7 +37,8 @@ test: build $(MITM_STAMP)
 
 # Cython annotation (an .html beside each .pyx) and a linetrace build for profilers.
 debug: $(STAMP)
-	$(VENV)/bin/cython -a -3 fastproxy/_core.pyx fastproxy/io/_encode.pyx fastproxy/io/_handover.pyx
+	$(VENV)/bin/cython -a -3 fastproxy/_core.pyx fastproxy/io/_encode.pyx fastproxy/io/_handover.pyx \
+		fastproxy/io/_ring.pyx
 	FASTPROXY_LINETRACE=1 $(PY) setup.py -q build_ext --inplace --force
 
 bench: build

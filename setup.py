@@ -1,7 +1,7 @@
 """Build the required Cython extensions (there is no pure-Python fallback): fastproxy._core
 (HTTP/1 reader, relay), and for recording fastproxy.io._handover (capturing exchanges on
-the loop and packing them for the writer process) and fastproxy.io._encode (the writer's
-encoder)."""
+the loop and packing them for the writer process), fastproxy.io._ring (the shared memory
+between the two) and fastproxy.io._encode (the writer's encoder)."""
 import os
 
 from Cython.Build import cythonize
@@ -12,6 +12,7 @@ MODULES = {
     "fastproxy._core": "fastproxy/_core.pyx",
     "fastproxy.io._encode": "fastproxy/io/_encode.pyx",
     "fastproxy.io._handover": "fastproxy/io/_handover.pyx",
+    "fastproxy.io._ring": "fastproxy/io/_ring.pyx",
 }
 
 extensions = [

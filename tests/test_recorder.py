@@ -36,11 +36,14 @@ def test_close_flushes_everything(tmp_path):
     assert errors == []
 
 
-def test_exchanges_wait_for_a_stalled_writer_and_none_is_lost(tmp_path):
-    """While the writer is stopped the pipe fills: the exchanges packed meanwhile wait in
+def test_exchanges_wait_for_a_stalled_writer_and_none_is_lost(tmp_path, monkeypatch):
+    """While the writer is stopped the ring fills: the exchanges packed meanwhile wait in
     the proxy, in order, and all reach the file once it runs again."""
     import signal
 
+    from fastproxy.io import recorder
+
+    monkeypatch.setattr(recorder, "RING_SIZE", 1 << 20)
     client, server, data = _capture(b"GET /p HTTP/1.1\r\nHost: example.com\r\n\r\n",
                                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     path = str(tmp_path / "rec.flows")
@@ -58,7 +61,7 @@ def test_exchanges_wait_for_a_stalled_writer_and_none_is_lost(tmp_path):
     rec = Recorder(path, on_error=errors.append)
     os.kill(rec._proc.pid, signal.SIGSTOP)
     try:
-        assert asyncio.run(record(rec))  # the pipe was full at some point
+        assert asyncio.run(record(rec))  # the ring was full at some point
     finally:
         os.kill(rec._proc.pid, signal.SIGCONT)
     rec.close()
@@ -74,6 +77,7 @@ def test_states_dropped_with_exchanges_are_sent_again(tmp_path, monkeypatch):
     from fastproxy.io import recorder
 
     monkeypatch.setattr(recorder, "MAX_PENDING", 64 << 10)
+    monkeypatch.setattr(recorder, "RING_SIZE", 64 << 10)
     get = b"GET /p HTTP/1.1\r\nHost: example.com\r\n\r\n"
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     first, later = _capture(get, ok), _capture(get, ok)  # two pairs of connections
@@ -81,7 +85,7 @@ def test_states_dropped_with_exchanges_are_sent_again(tmp_path, monkeypatch):
     errors = []
 
     async def record(rec):
-        while not rec._dropping:  # the pipe fills, then what waits for it
+        while not rec._dropping:  # the ring fills, then what waits for it
             for _ in range(50):
                 rec.add_exchange(*first)
             await asyncio.sleep(0)
@@ -250,8 +254,12 @@ def writes(sent: bytes) -> list[bytes]:
 
 
 def test_the_inbox_puts_messages_back_together_across_reads():
-    """The writer reads the pipe into one reused buffer: a message cut by a read is kept
-    for the next, and a message larger than the buffer makes it grow."""
+    """The writer takes the ring's bytes into one reused buffer: a message cut by a take
+    is kept for the next, a message larger than the buffer makes it grow, and input ends
+    when the pipe closes, after what is left in the ring."""
+    import mmap
+
+    from fastproxy.io._ring import HEADER, Ring
     from fastproxy.io.writer import Inbox, Writer
 
     handled = []
@@ -263,14 +271,16 @@ def test_the_inbox_puts_messages_back_together_across_reads():
     messages = [("limit", 5), ("flow", {"id": "x" * 100}, None, None), ("forget",)]
     sent = b"".join(frame(m) for m in messages)
     read_fd, write_fd = os.pipe()
-    inbox = Inbox(read_fd, size=16)
+    ring = Ring(mmap.mmap(-1, HEADER + 64))  # smaller than the messages: it wraps
+    inbox = Inbox(ring, read_fd, size=16)
     sink = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
     try:
-        for start in range(0, len(sent), 10):  # the proxy's writes, 10 bytes each
-            os.write(write_fd, sent[start:start + 10])
+        for start in range(0, len(sent) - 10, 10):  # the proxy's puts, 10 bytes each
+            assert ring.put([sent[start:start + 10]]) == 10
             assert inbox.read() > 0
             inbox.handle(sink)
-        os.close(write_fd)
+        assert ring.put([sent[start + 10:]]) == len(sent) - start - 10
+        os.close(write_fd)  # the proxy is gone: the ring's rest is still taken
         while inbox.read():
             inbox.handle(sink)
     finally:

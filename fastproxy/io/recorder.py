@@ -1,23 +1,25 @@
 """Recording flows to a file from a writer process, off the event loop's critical path.
 
 Each proxy process starts one writer process (`fastproxy.io.writer`) and hands it what it
-records through a pipe; the writer encodes flows as mitmproxy's tnetstring records and
-writes them, batching what has arrived. A thread would not do: encoding a flow holds the
-GIL the proxy's loop needs.
+records through a ring in shared memory (`fastproxy.io._ring`); the writer encodes flows as
+mitmproxy's tnetstring records and writes them, batching what has arrived. A thread would
+not do: encoding a flow holds the GIL the proxy's loop needs. A pipe between the two only
+tells the writer that the proxy is gone: nothing is written to it.
 
 HTTP/1 exchanges recorded from the fast path (`fastproxy.proxy.capture`) are packed in C
 as they finish, into the buffer of the recorder's `ExchangeSender` (`fastproxy.io._handover`),
 with the state of each connection once (again when it changes); the writer encodes their
 flow records from the packed bytes, in C too. Other flows (`add_flow`: the flow path's,
 WebSocket, TCP) are snapshotted field for field as ``get_state`` and pickled on the loop.
-What is queued in one loop iteration goes out with one non-blocking ``write``; if the
-writer falls behind, it waits in memory (up to `MAX_PENDING` bytes, then flows are dropped
-and that is reported) and the loop never blocks.
+What is queued in one loop iteration goes into the ring with one copy, no system call; if
+the writer falls behind and the ring is full, it waits in memory (up to `MAX_PENDING`
+bytes, then flows are dropped and that is reported), is tried again every `RETRY` seconds,
+and the loop never blocks.
 
 Nothing is fsync'ed. The writer exits only at end of input, having written all it
 received: when the proxy closes the pipe (`close`, at exit, after SIGINT/SIGTERM), and also
-when the proxy is killed with ``kill -9``, so a recording always ends after a complete
-flow. A write that fails (disk full) is reported through ``on_error`` and the file is cut
+when the proxy is killed with ``kill -9`` (the kernel closes the pipe; the ring stays
+mapped in the writer), so a recording always ends after a complete flow. A write that fails (disk full) is reported through ``on_error`` and the file is cut
 back to its last complete flow; later flows are still written. A file that cannot be
 opened is an `OSError` from `Recorder.__init__`, at start-up.
 """
@@ -26,22 +28,30 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import fcntl
+import errno
+import mmap
 import os
 import pickle
 import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 from fastproxy.flow import FLOW_FORMAT_VERSION as _VERSION
 from fastproxy.io import flowfile
 from fastproxy.io._handover import ExchangeSender
+from fastproxy.io._ring import HEADER, Ring
 from fastproxy.io.writer import PACKED, PICKLED, frame
 
 MAX_PENDING = 256 << 20
 """Bytes of handed-over flows that may wait for the writer before new flows are dropped."""
 
-PIPE_SIZE = 1 << 20
+RING_SIZE = 16 << 20
+"""Bytes of the ring: about a second of small flows at full speed, room for the writer's
+pauses (`fastproxy.io.writer.BATCH_WAIT`). Its pages are taken as it is first filled."""
+
+RETRY = 0.005
+"""Seconds before handing over again what did not fit in the ring."""
 
 
 class Recorder:
@@ -64,16 +74,21 @@ class Recorder:
         self.add_exchange = ExchangeSender(self._exchange_packed, on_error)
         self._pending: list[bytes] = []
         self._pending_size = 0
-        self._unsent = memoryview(b"")  # the part of a write the pipe did not take
+        self._unsent = memoryview(b"")  # the part of a hand-over the ring had no room for
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
+        self._retry: asyncio.TimerHandle | None = None
         self._dropping = False
         self._body_limit = body_limit
         file_fd = _open(path, append)
         try:
-            self._proc, self._fd = _spawn(file_fd)
+            self._ring, ring_fd = _new_ring(RING_SIZE)
+            try:
+                self._proc, self._fd = _spawn(file_fd, ring_fd)
+            finally:
+                os.close(ring_fd)
         finally:
-            os.close(file_fd)  # the writer has its own copy
+            os.close(file_fd)  # the writer has its own copies
         self._errors = self._proc.stdout
         self._send(("limit", body_limit))
         atexit.register(self.close)  # a normal interpreter exit still flushes
@@ -111,10 +126,10 @@ class Recorder:
         if self._fd < 0:
             return
         atexit.unregister(self.close)
+        if self._retry is not None:
+            self._retry.cancel()
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_writer(self._fd)
             self._loop.remove_reader(self._errors.fileno())
-        os.set_blocking(self._fd, True)
         try:
             self._write_all()
         except OSError as e:  # the writer died
@@ -165,46 +180,41 @@ class Recorder:
                 return
             self._loop.add_reader(self._errors.fileno(), self._read_error)
         self._flush_scheduled = True
-        self._loop.call_soon(self._flush)
+        if self._retry is None:  # else the retry flushes
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Write what is pending without blocking; the rest when the pipe has room."""
+        """Hand over what is pending; what the ring has no room for, `RETRY` s later."""
         self._flush_scheduled = False
+        self._retry = None
         if self._fd < 0:
             return
-        try:
-            if self._unsent:
-                self._unsent = self._unsent[_write_some(self._fd, self._unsent):]
-            if self._unsent:  # the pipe is full: what was packed waits in line
-                if len(self.add_exchange):
-                    self._seal()
-            elif self._pending or len(self.add_exchange):
-                self._unsent = self._write_pending()
-        except OSError as e:
-            self._pending.clear()
-            self._unsent = memoryview(b"")
-            self._report(f"writer process failed ({e.strerror or e}); flows are lost")
-            return
+        if self._unsent:
+            self._unsent = self._unsent[self._ring.put([self._unsent]):]
+        if self._unsent:  # the ring is full: what was packed waits in line
+            if len(self.add_exchange):
+                self._seal()
+        elif self._pending or len(self.add_exchange):
+            self._unsent = self._hand_over_pending()
         self._pending_size = len(self._unsent) + sum(map(len, self._pending))
         if self._unsent:
-            self._loop.add_writer(self._fd, self._flush)
-        else:
-            self._loop.remove_writer(self._fd)
-            if self._dropping:
-                self._dropping = False
-                self._report("the writer caught up; recording every flow again")
+            self._flush_scheduled = True
+            self._retry = self._loop.call_later(RETRY, self._flush)
+        elif self._dropping:
+            self._dropping = False
+            self._report("the writer caught up; recording every flow again")
 
-    def _write_pending(self) -> memoryview:
-        """Write the pending messages, then what the `ExchangeSender` packed, with one
-        non-blocking ``writev``; the exchanges straight from the sender's buffer, not
-        copied. Returns what the pipe did not take (copied: the buffer is reused)."""
+    def _hand_over_pending(self) -> memoryview:
+        """Put the pending messages, then what the `ExchangeSender` packed, into the ring;
+        the exchanges straight from the sender's buffer. Returns what the ring had no room
+        for (copied: the buffer is reused)."""
         sender = self.add_exchange
-        parts = [b"".join(self._pending)] if self._pending else []
+        parts = self._pending[:]
         self._pending.clear()
         if len(sender):
             parts += (frame(PACKED, len(sender)), sender.view())
         try:
-            written = _write_some(self._fd, parts)
+            written = self._ring.put(parts)
             if written == sum(map(len, parts)):
                 return memoryview(b"")
             return memoryview(b"".join(parts))[written:]
@@ -215,13 +225,18 @@ class Recorder:
             sender.clear()
 
     def _write_all(self) -> None:
+        """Hand over everything, waiting for room in the ring while the writer lives."""
         if len(self.add_exchange):
             self._seal()
         data = bytes(self._unsent) + b"".join(self._pending)
         self._unsent, self._pending, self._pending_size = memoryview(b""), [], 0
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[self._ring.put([view]):]
+            if view:
+                if self._proc.poll() is not None:
+                    raise BrokenPipeError(errno.EPIPE, "the writer process exited")
+                time.sleep(RETRY)
 
     def _drop(self) -> None:
         if not self._dropping:
@@ -245,32 +260,38 @@ class Recorder:
         self._on_error(line)
 
 
-def _write_some(fd: int, data) -> int:
-    """Write ``data`` (or a list of buffers) as far as the pipe takes it now."""
+def _new_ring(size: int) -> tuple[Ring, int]:
+    """A ring of ``size`` bytes in shared memory, and the file descriptor the writer maps
+    it by (a memfd; an unlinked temporary file where there is none)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("fastproxy-recording", os.MFD_CLOEXEC)
+    else:
+        import tempfile
+        fd = os.dup(tempfile.TemporaryFile().fileno())
     try:
-        return os.writev(fd, data) if type(data) is list else os.write(fd, data)
-    except BlockingIOError:
-        return 0
+        os.ftruncate(fd, HEADER + size)
+        return Ring(mmap.mmap(fd, HEADER + size)), fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def _spawn(file_fd: int) -> tuple[subprocess.Popen, int]:
-    """Start the writer process; return it and the (non-blocking) end of its input pipe."""
+def _spawn(file_fd: int, ring_fd: int) -> tuple[subprocess.Popen, int]:
+    """Start the writer process; return it and the end of the pipe whose closing (by
+    `close`, or by the kernel when the proxy dies) ends its input."""
     read_fd, write_fd = os.pipe()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fastproxy.io.writer", str(read_fd), str(file_fd)],
-            pass_fds=(read_fd, file_fd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            text=True, start_new_session=True)  # Ctrl-C goes to the proxy, not the writer
+            [sys.executable, "-m", "fastproxy.io.writer", str(read_fd), str(file_fd),
+             str(ring_fd)],
+            pass_fds=(read_fd, file_fd, ring_fd), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, text=True,
+            start_new_session=True)  # Ctrl-C goes to the proxy, not the writer
     except BaseException:
         os.close(write_fd)
         raise
     finally:
         os.close(read_fd)
-    os.set_blocking(write_fd, False)
-    try:  # room for the writer's pauses (`fastproxy.io.writer.BATCH_WAIT`)
-        fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
-    except OSError:
-        pass  # not Linux, or over /proc/sys/fs/pipe-max-size: the default size works too
     return proc, write_fd
 
 

@@ -1,11 +1,13 @@
-"""The recorder's writer process: ``python -m fastproxy.io.writer DATA_FD FILE_FD``.
+"""The recorder's writer process: ``python -m fastproxy.io.writer END_FD FILE_FD RING_FD``.
 
-It reads messages from the pipe ``DATA_FD`` (each a header, `frame`: the payload's 4-byte
-big-endian length and its kind byte; then the payload), turns each flow into mitmproxy's
-state dict, truncates its bodies, encodes it as a tnetstring and appends it to
-``FILE_FD``, batching whatever has arrived into one ``write``. It stops at end of input,
-after writing everything it got: when the proxy closes the pipe, and also when the proxy
-is killed (``kill -9`` closes its end too), so every flow the proxy handed over is on disk.
+It takes messages from the shared ring ``RING_FD`` (`fastproxy.io._ring`; each message a
+header, `frame`: the payload's 4-byte big-endian length and its kind byte; then the
+payload), turns each flow into mitmproxy's state dict, truncates its bodies, encodes it as a
+tnetstring and appends it to ``FILE_FD``, batching whatever has arrived into one
+``write``. Nothing comes through the pipe ``END_FD``: its end of input says that the proxy
+is gone, closed by the proxy or, after ``kill -9``, by the kernel. The writer then takes
+what is left in the ring, writes it and stops, so every flow the proxy handed over is on
+disk.
 
 A message of kind `PACKED` is what the proxy's `fastproxy.io._handover.ExchangeSender`
 queued in one loop iteration: messages of the kinds below, packed, whose exchanges are
@@ -29,6 +31,7 @@ the proxy decides when recording ends, by closing the pipe.
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 import signal
@@ -38,6 +41,7 @@ import time
 from fastproxy.connection import Server
 from fastproxy.io import tnetstring
 from fastproxy.io._encode import FlowBuffer
+from fastproxy.io._ring import Ring
 from fastproxy.io.bodies import truncate_bodies
 from fastproxy.proxy.capture import exchange_state
 
@@ -47,10 +51,10 @@ READ_SIZE = 1 << 20
 MAX_CACHED_HEADERS = 1024
 BATCH_BYTES = 256 << 10
 BATCH_WAIT = 0.005
-"""After a read of less than BATCH_BYTES, the writer waits this long (seconds) for more:
-a few large reads and writes instead of one per flow cost the machine (and the proxy on
-it) far less. Nothing is lost meanwhile: the flows wait in the pipe (which the recorder
-enlarges), and the writer drains it at end of input whatever happened to the proxy."""
+"""After taking less than BATCH_BYTES, the writer waits this long (seconds) for more: a
+few large takes and writes instead of one per flow cost the machine (and the proxy on it)
+far less. Nothing is lost meanwhile: the flows wait in the ring, and the writer drains it
+at end of input whatever happened to the proxy."""
 
 
 class Writer:
@@ -179,7 +183,7 @@ class Writer:
 
 
 def frame(kind: int, size: int) -> bytes:
-    """The header that goes before a payload of ``size`` bytes on the pipe."""
+    """The header that goes before a payload of ``size`` bytes in the ring."""
     return size.to_bytes(4, "big") + bytes((kind,))
 
 
@@ -197,22 +201,34 @@ def split_messages(data: memoryview) -> tuple[list[tuple[int, memoryview]], int]
 
 
 class Inbox:
-    """The pipe's bytes, read into one buffer that every read reuses: a new megabyte for
-    each read cost the writer page faults, and joining and cutting it copies."""
+    """The ring's bytes, taken into one buffer that every take reuses: a new megabyte for
+    each cost the writer page faults, and joining and cutting it copies. ``end_fd`` is the
+    pipe whose end of input ends the ring's."""
 
-    def __init__(self, fd: int, size: int = READ_SIZE) -> None:
-        self.fd = fd
+    def __init__(self, ring: Ring, end_fd: int, size: int = READ_SIZE) -> None:
+        self.ring = ring
+        self.end_fd = end_fd
+        self.ended = False
         self.buffer = bytearray(size)
         self.filled = 0
+        os.set_blocking(end_fd, False)
 
     def read(self) -> int:
-        """Read what the pipe has (waiting for some); 0 at end of input."""
+        """Take what the ring has (waiting for some); 0 at end of input."""
         if self.filled == len(self.buffer):  # one message larger than the buffer
             self.buffer.extend(bytes(len(self.buffer)))
-        with memoryview(self.buffer) as view:
-            n = os.readv(self.fd, [view[self.filled:]])
-        self.filled += n
-        return n
+        while True:
+            with memoryview(self.buffer) as view:
+                n = self.ring.take(view[self.filled:])
+            if n or self.ended:
+                self.filled += n
+                return n
+            try:
+                # Checked after an empty take, and followed by another: the proxy puts
+                # everything before it closes the pipe.
+                self.ended = os.read(self.end_fd, 1) == b""
+            except BlockingIOError:
+                time.sleep(BATCH_WAIT)
 
     def handle(self, writer: Writer) -> None:
         """Hand the complete messages read to ``writer``; keep the incomplete rest."""
@@ -225,9 +241,11 @@ class Inbox:
         self.filled = rest
 
 
-def run(data_fd: int, file_fd: int) -> int:
+def run(end_fd: int, file_fd: int, ring_fd: int) -> int:
+    with open(ring_fd, "r+b") as fo:
+        ring = Ring(mmap.mmap(fo.fileno(), 0))
     writer = Writer(file_fd)
-    inbox = Inbox(data_fd)
+    inbox = Inbox(ring, end_fd)
     while True:
         n = inbox.read()
         if not n:
@@ -245,7 +263,7 @@ def run(data_fd: int, file_fd: int) -> int:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return run(int(argv[0]), int(argv[1]))
+    return run(int(argv[0]), int(argv[1]), int(argv[2]))
 
 
 if __name__ == "__main__":
