@@ -112,6 +112,35 @@ def test_states_dropped_with_exchanges_are_sent_again(tmp_path, monkeypatch):
     assert [e for e in errors if "falls behind" not in e and "caught up" not in e] == []
 
 
+def test_a_writer_that_dies_is_reported_once_and_the_proxy_goes_on(tmp_path):
+    """The writer killed: one error says so, later flows are let go (not kept in memory
+    for a ring nobody empties), and closing does not wait for it."""
+    import signal
+
+    client, server, data = _capture(b"GET /p HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    errors = []
+
+    async def record(rec):
+        rec.add_exchange(client, server, data)
+        await asyncio.sleep(0)  # the first hand-over starts listening to the writer
+        os.kill(rec._proc.pid, signal.SIGKILL)
+        for _ in range(500):
+            if errors:
+                break
+            await asyncio.sleep(0.01)
+        for _ in range(100):
+            rec.add_exchange(client, server, data)
+            rec.add(make_flow().get_state())
+            await asyncio.sleep(0)
+        return rec._pending_size, len(rec.add_exchange)
+
+    rec = Recorder(str(tmp_path / "rec.flows"), on_error=errors.append)
+    assert asyncio.run(asyncio.wait_for(record(rec), 30)) == (0, 0)
+    rec.close()
+    assert len(errors) == 1 and "writer process exited" in errors[0]
+
+
 def test_unwritable_path_fails_at_start(tmp_path):
     with pytest.raises(OSError):
         Recorder(str(tmp_path / "missing-dir" / "x.flows"), on_error=print)

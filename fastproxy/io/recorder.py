@@ -78,6 +78,7 @@ class Recorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
         self._retry: asyncio.TimerHandle | None = None
+        self._writer_gone = False
         self._dropping = False
         self._body_limit = body_limit
         file_fd = _open(path, append)
@@ -189,6 +190,12 @@ class Recorder:
         self._retry = None
         if self._fd < 0:
             return
+        if self._writer_gone:  # reported once (`_read_error`); nobody takes from the ring
+            self._pending.clear()
+            self._unsent = memoryview(b"")
+            self._pending_size = 0
+            self.add_exchange.clear()
+            return
         if self._unsent:
             self._unsent = self._unsent[self._ring.put([self._unsent]):]
         if self._unsent:  # the ring is full: what was packed waits in line
@@ -248,8 +255,13 @@ class Recorder:
 
     def _read_error(self) -> None:
         line = self._errors.readline()
-        if not line:
+        if not line:  # the writer exited: only `close` makes it exit while we record
             self._loop.remove_reader(self._errors.fileno())
+            self._writer_gone = True
+            status = self._proc.poll()
+            self._report("the writer process exited" +
+                         ("" if status is None else f" (status {status})") +
+                         "; flows are not recorded from now on")
             return
         self._report(line)
 
