@@ -19,9 +19,11 @@ and the loop never blocks.
 Nothing is fsync'ed. The writer exits only at end of input, having written all it
 received: when the proxy closes the pipe (`close`, at exit, after SIGINT/SIGTERM), and also
 when the proxy is killed with ``kill -9`` (the kernel closes the pipe; the ring stays
-mapped in the writer), so a recording always ends after a complete flow. A write that fails (disk full) is reported through ``on_error`` and the file is cut
-back to its last complete flow; later flows are still written. A file that cannot be
-opened is an `OSError` from `Recorder.__init__`, at start-up.
+mapped in the writer), so a recording always ends after a complete flow. A write that
+fails (disk full) is reported through ``on_error`` and the file is cut back to its last
+complete flow; later flows are still written. A file that cannot be opened is an `OSError`
+from `Recorder.__init__`, at start-up; a writer that dies is reported once, and flows are
+not recorded after it.
 """
 
 from __future__ import annotations
@@ -277,9 +279,10 @@ def _new_ring(size: int) -> tuple[Ring, int]:
     it by (a memfd; an unlinked temporary file where there is none)."""
     if hasattr(os, "memfd_create"):
         fd = os.memfd_create("fastproxy-recording", os.MFD_CLOEXEC)
-    else:
+    else:  # not Linux: an unlinked temporary file, mapped, is shared memory too
         import tempfile
-        fd = os.dup(tempfile.TemporaryFile().fileno())
+        with tempfile.TemporaryFile() as fo:
+            fd = os.dup(fo.fileno())
     try:
         os.ftruncate(fd, HEADER + size)
         return Ring(mmap.mmap(fd, HEADER + size)), fd
