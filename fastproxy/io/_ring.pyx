@@ -68,10 +68,6 @@ cdef class Ring:
     cdef inline Py_ssize_t free(self) noexcept:
         return self.capacity - <Py_ssize_t>(self.head[0] - load_acquire(self.tail))
 
-    def waiting(self) -> int:
-        """Bytes put and not yet taken."""
-        return <Py_ssize_t>(load_acquire(self.head) - load_acquire(self.tail))
-
     def put(self, list parts not None) -> int:
         """Put the buffers in ``parts``, one after the other, as far as there is room;
         how many bytes. (The consumer puts messages cut this way back together.)"""
