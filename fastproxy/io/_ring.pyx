@@ -61,11 +61,8 @@ cdef class Ring:
     def __dealloc__(self):
         PyBuffer_Release(&self.view)
 
-    def room(self) -> int:
-        """Bytes that can be put now."""
-        return self.free()
-
     cdef inline Py_ssize_t free(self) noexcept:
+        """Bytes that can be put now."""
         return self.capacity - <Py_ssize_t>(self.head[0] - load_acquire(self.tail))
 
     def put(self, list parts not None) -> int:

@@ -218,8 +218,7 @@ class Recorder:
         the exchanges straight from the sender's buffer. Returns what the ring had no room
         for (copied: the buffer is reused)."""
         sender = self.add_exchange
-        parts = self._pending[:]
-        self._pending.clear()
+        parts, self._pending = self._pending, []
         if len(sender):
             parts += (frame(PACKED, len(sender)), sender.view())
         try:
