@@ -19,6 +19,9 @@ cdef class Head:
     cdef public bytes host
     cdef public bytes connection
     cdef public bytes raw  # the head as received: what recording keeps (`head_fields`)
+    cdef public bytes transfer_encoding  # the Transfer-Encoding values, joined
+    cdef public bytes upgrade_to  # the Upgrade value, lowercased
+    cdef public frozenset connection_tokens  # the field names Connection lists, lowercased
 
 
 cdef class Route:

@@ -16,7 +16,7 @@ types declared in _core.pxd, so that the recorder's capture reads them as struct
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 from httptools import HttpRequestParser, HttpResponseParser, HttpParserError, HttpParserUpgrade
 
 # Event codes returned by HTTP1Reader.next_event().
@@ -45,8 +45,35 @@ DEF C_SIZE_LF = 6
 DEF C_EXT = 7
 DEF C_EXT_WS = 8
 DEF C_TRAILER_LF = 9
+DEF C_EXT_NAME = 10
+DEF C_EXT_VALUE_START = 11
+DEF C_EXT_VALUE = 12
+DEF C_EXT_QUOTED = 13
+DEF C_EXT_QUOTED_PAIR = 14
+DEF C_EXT_AFTER_QUOTE = 15
+DEF C_EXT_NAME_WS = 16
+DEF C_TRAILER_NAME = 17
+DEF C_TRAILER_VALUE = 18
 
 DEF MAX_CHUNK_SIZE_DIGITS = 15
+
+# Byte classes of RFC 9110 §5.6.2 (tchar) and §5.5 (field-vchar, SP, HTAB, obs-text),
+# filled once at import; the head scanner looks every byte up here.
+cdef unsigned char _TCHAR[256]
+cdef unsigned char _VALUE_CHAR[256]
+cdef unsigned char _TARGET_CHAR[256]
+
+
+cdef void _fill_tables():
+    cdef int c
+    for c in range(256):
+        _TCHAR[c] = (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122
+                     or c in b"!#$%&'*+-.^_`|~")
+        _VALUE_CHAR[c] = c == 9 or 32 <= c <= 126 or c >= 128
+        _TARGET_CHAR[c] = 33 <= c <= 126  # RFC 9112 §3.2: visible ASCII, no SP
+
+
+_fill_tables()
 
 
 class ProtocolError(Exception):
@@ -102,6 +129,7 @@ def head_fields(bytes raw not None) -> list:
     if line_end == NULL or not raw.endswith(b"\r\n\r\n"):
         raise ValueError("not a whole head")
     head.fields = []
+    head.content_length = -1
     reader._split_fields(head, raw, line_end - p + 2)
     return head.fields
 
@@ -128,10 +156,11 @@ DEF H_HOST = 3
 DEF H_EXPECT = 4
 DEF H_CONNECTION = 5
 DEF H_HOP_BY_HOP = 6
+DEF H_UPGRADE = 7
 _NAME_CODES = {b"content-length": H_CONTENT_LENGTH, b"transfer-encoding": H_TRANSFER_ENCODING,
                b"host": H_HOST, b"expect": H_EXPECT, b"connection": H_CONNECTION,
                b"keep-alive": H_HOP_BY_HOP, b"proxy-connection": H_HOP_BY_HOP,
-               b"te": H_HOP_BY_HOP, b"trailer": H_HOP_BY_HOP, b"upgrade": H_HOP_BY_HOP}
+               b"te": H_HOP_BY_HOP, b"trailer": H_HOP_BY_HOP, b"upgrade": H_UPGRADE}
 
 
 cdef tuple _name_info(bytes name):
@@ -156,13 +185,18 @@ cdef inline void _note_header(Head head, bytes name, bytes value) except *:
     if code == H_OTHER:
         return
     if code == H_CONTENT_LENGTH:
+        # RFC 9110 §8.6: 1*DIGIT. A list ("5, 5") or a second field is refused: two
+        # parsers that resolve them differently are how requests get smuggled.
         if not value.isdigit() or len(value) > 18:
             raise ProtocolError(f"invalid Content-Length {value!r}")
+        if head.content_length >= 0:
+            raise ProtocolError("more than one Content-Length header field")
         head.content_length = int(value)
     elif code == H_TRANSFER_ENCODING:
-        head.has_transfer_encoding = True
-        head.chunked = value.rstrip().lower().endswith(b"chunked")
         head.has_hop_headers = True
+        head.transfer_encoding = value if head.transfer_encoding is None \
+            else head.transfer_encoding + b"," + value
+        head.has_transfer_encoding = True
     elif code == H_HOST:
         if head.host is not None:  # RFC 9112 §3.2: more than one Host is a 400
             raise ProtocolError("more than one Host header field")
@@ -175,8 +209,73 @@ cdef inline void _note_header(Head head, bytes name, bytes value) except *:
         if code == H_CONNECTION:
             value = value.lower()
             head.connection = value if head.connection is None else head.connection + b"," + value
+        elif code == H_UPGRADE:
+            head.upgrade_to = value.lower()
 
 
+cdef frozenset _NO_TOKENS = frozenset()
+cdef dict _TOKENS_CACHE = {}
+_FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding"))
+
+
+cpdef frozenset connection_tokens(bytes value):
+    """The lowercased field names a `Connection` value lists (RFC 9110 §7.6.1).
+
+    Raises ProtocolError for an element that is not a token, and for a framing field
+    listed there: dropping that field as hop-by-hop while its body is still relayed with
+    the original framing lets the next hop read the body as another message (request
+    smuggling, response splitting). Cached: peers send the same few values.
+    """
+    if value is None:
+        return _NO_TOKENS
+    tokens = _TOKENS_CACHE.get(value)
+    if tokens is not None:
+        return <frozenset>tokens
+    found = set()
+    for part in value.split(b","):
+        token = part.strip(b" \t").lower()
+        if not token:
+            continue  # RFC 9110 §5.6.1: empty list elements are ignored
+        if not _is_token(token):
+            raise ProtocolError(f"invalid Connection token {token[:64]!r}")
+        if token in _FRAMING_FIELDS:
+            raise ProtocolError(f"Connection lists the framing field {token.decode()}")
+        found.add(token)
+    result = frozenset(found)
+    if len(_TOKENS_CACHE) < NAME_CACHE_MAX:
+        _TOKENS_CACHE[value] = result
+    return result
+
+
+cdef bint _is_token(bytes data):
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(data)
+    if n == 0:
+        return False
+    for i in range(n):
+        if not _TCHAR[p[i]]:
+            return False
+    return True
+
+
+cdef bint _final_coding_is_chunked(bytes transfer_encoding) except -1:
+    """Whether the codings end with chunked, applied once (RFC 9112 §6.1, §7);
+    ProtocolError for a list element that is not a token."""
+    cdef list codings = []
+    cdef bytes coding
+    for part in transfer_encoding.split(b","):
+        coding = part.strip(b" \t").lower()
+        if not coding:
+            continue  # empty list elements are ignored (RFC 9110 §5.6.1)
+        if not _is_token(coding):
+            raise ProtocolError(f"invalid transfer coding {coding[:64]!r}")
+        codings.append(coding)
+    if not codings:
+        raise ProtocolError("empty Transfer-Encoding")
+    cdef Py_ssize_t last = len(codings) - 1
+    if b"chunked" in codings[:last]:
+        raise ProtocolError("chunked applied before another transfer coding")
+    return <bytes>codings[last] == b"chunked"
 
 
 cdef class HTTP1Reader:
@@ -292,7 +391,8 @@ cdef class HTTP1Reader:
             # send a CRLF after a POST body).
             while self.pos + 1 < size and p[self.pos] == 13 and p[self.pos + 1] == 10:
                 self.pos += 2
-        cdef Py_ssize_t end = _find_head_end(p, max(self.pos, self.head_search_from), size)
+        cdef Py_ssize_t end = _find_head_end(p, max(self.pos, self.head_search_from),
+                                             self.pos, size)
         if end < 0:
             if len(self.buf) - self.pos > self.max_head_size:
                 raise ProtocolError(f"head larger than {self.max_head_size} bytes")
@@ -301,7 +401,7 @@ cdef class HTTP1Reader:
                     self.state = S_EOF
                     return CLOSED
                 raise ProtocolError("connection closed in the middle of a head")
-            self.head_search_from = max(self.pos, len(self.buf) - 3)
+            self.head_search_from = size
             return NEED_DATA
         end += 4
         if end - self.pos > self.max_head_size:
@@ -314,31 +414,45 @@ cdef class HTTP1Reader:
         return HEAD
 
     cdef Head _parse_head(self, bytes raw):
-        """Validate a whole head with llhttp, then split it into a Head."""
+        """Check a whole head byte by byte (RFC 9112 §§3-5, as llhttp's strict mode),
+        split it into a Head, and have llhttp validate it too.
+
+        Every piece comes from where the scan found it, bounds-checked; nothing is read
+        at an assumed offset."""
         cdef Head head = Head.__new__(Head)
         head.fields = []
         head.content_length = -1
         head.raw = raw
-        self._validate(raw, head)
-        cdef const char* p = PyBytes_AS_STRING(raw)
-        cdef Py_ssize_t line_end = <const char*>memchr(p, 13, PyBytes_GET_SIZE(raw)) - p
-        cdef Py_ssize_t space
+        cdef Py_ssize_t fields_start
         if self.is_request:
-            space = <const char*>memchr(p, 32, line_end) - p  # llhttp checked it is there
-            method = raw[:space]
-            head.method = _METHODS.get(method, method)
-            head.target = raw[space + 1:line_end - 9]
-            head.version = _version(p + line_end - 8)
+            fields_start = _split_request_line(head, raw)
         else:
-            head.version = _version(p)
-            head.status_code = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
-            head.reason = raw[13:line_end] if line_end > 13 else b""
-        self._split_fields(head, raw, line_end + 2)
-        head.keep_alive = _keep_alive(head)
+            fields_start = _split_status_line(head, raw)
+        self._split_fields(head, raw, fields_start)
+        self._validate(raw)
+        self._check_semantics(head)
         return head
 
-    cdef void _validate(self, bytes raw, Head head) except *:
-        """Run llhttp over the head: strict syntax (RFC 9112), upgrade detection."""
+    cdef void _check_semantics(self, Head head) except *:
+        """What the fields mean together: persistence, upgrade, transfer codings."""
+        head.connection_tokens = connection_tokens(head.connection)
+        head.keep_alive = _keep_alive(head)
+        if head.transfer_encoding is not None:
+            if head.version == b"HTTP/1.0" and self.is_request:
+                # RFC 9112 §6.1: a server MAY treat it as faulty; 1.0 intermediaries
+                # would not understand it, so it is a smuggling vector.
+                raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
+            head.chunked = _final_coding_is_chunked(head.transfer_encoding)
+        if self.is_request:
+            # Only a WebSocket upgrade is passed end to end; any other Upgrade (h2c,
+            # TLS/1.0) is hop-by-hop and dropped, so the connection stays HTTP/1.
+            head.upgrade = head.upgrade_to == b"websocket" and \
+                b"upgrade" in head.connection_tokens
+        else:
+            head.upgrade = head.status_code == 101
+
+    cdef void _validate(self, bytes raw) except *:
+        """Run llhttp over the head too (a second, independent check of RFC 9112)."""
         cdef _HeadCollector c = self.collector
         c.message_complete = False
         if self.parser is None:
@@ -346,46 +460,52 @@ cdef class HTTP1Reader:
         try:
             self.parser.feed_data(raw)
         except HttpParserUpgrade:
-            head.upgrade = True
+            self.parser = None
+            return
         except HttpParserError as e:
             self.parser = None
             if "CONNECT/Upgrade" in str(e):
                 # llhttp pauses on a 101 even without an Upgrade field; httptools then
                 # reports an error instead of HttpParserUpgrade.
-                head.upgrade = True
-            else:
-                raise ProtocolError(str(e) or "malformed head") from None
-        if not c.message_complete:
-            # llhttp now waits for a body we frame ourselves: start afresh next time.
+                return
+            raise ProtocolError(str(e) or "malformed head") from None
+        if not c.message_complete or not self.parser.should_keep_alive():
+            # llhttp now waits for a body we frame ourselves, or takes nothing after
+            # this message (Connection: close): start afresh next time.
             self.parser = None
 
     cdef void _split_fields(self, Head head, bytes raw, Py_ssize_t i) except *:
-        """Slice the header fields out of a head llhttp accepted (so every line is
-        `name:value` with optional whitespace around the value, ended by CRLF)."""
-        cdef const char* p = PyBytes_AS_STRING(raw)
-        cdef Py_ssize_t end = PyBytes_GET_SIZE(raw) - 2
-        cdef Py_ssize_t line_end, colon, value_start, value_end
+        """Check and split the field lines from offset i to the head's end (RFC 9112
+        §5: `token ":" OWS value OWS CRLF`). A name that is not a token (which includes
+        obs-fold and whitespace before the colon), a value with a CTL other than HTAB,
+        and a CR not followed by LF are refused."""
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t end = PyBytes_GET_SIZE(raw) - 2  # the final CRLF
+        cdef Py_ssize_t colon, value_start, value_end
         cdef list fields = head.fields
         cdef bytes name, value
-        cdef const char* found
         while i < end:
-            # llhttp allows no CR inside a line, so the next CR ends it.
-            found = <const char*>memchr(p + i, 13, end + 2 - i)
-            line_end = found - p if found != NULL else end
-            found = <const char*>memchr(p + i, 58, line_end - i)  # ':'
-            colon = found - p if found != NULL else -1
-            if colon <= i:
+            colon = i
+            while colon < end and _TCHAR[p[colon]]:
+                colon += 1
+            if colon == i or colon >= end or p[colon] != 58:  # ':'
                 raise ProtocolError("malformed header line")
             if len(fields) >= self.max_headers:
                 raise ProtocolError(f"more than {self.max_headers} header fields")
+            value_end = colon + 1
+            while value_end < end and _VALUE_CHAR[p[value_end]]:
+                value_end += 1
+            if value_end >= end or p[value_end] != 13 or p[value_end + 1] != 10:
+                raise ProtocolError("invalid character in a header field")
+            line_end = value_end
             value_start = colon + 1
-            while value_start < line_end and (p[value_start] == 32 or p[value_start] == 9):
+            while value_start < value_end and (p[value_start] == 32 or p[value_start] == 9):
                 value_start += 1
-            value_end = line_end
             while value_end > value_start and (p[value_end - 1] == 32 or p[value_end - 1] == 9):
                 value_end -= 1
-            name = PyBytes_FromStringAndSize(p + i, colon - i)
-            value = PyBytes_FromStringAndSize(p + value_start, value_end - value_start)
+            name = PyBytes_FromStringAndSize(<const char*>p + i, colon - i)
+            value = PyBytes_FromStringAndSize(<const char*>p + value_start,
+                                              value_end - value_start)
             fields.append((name, value))
             _note_header(head, name, value)
             i = line_end + 2
@@ -539,15 +659,8 @@ cdef class HTTP1Reader:
                 self.chunk_state = C_EXT
             elif ch != 32 and ch != 9:
                 raise ProtocolError("invalid chunk size line")
-        elif state == C_EXT:
-            if ch == 13:
-                self.chunk_state = C_SIZE_LF
-            elif ch == 10:
-                raise ProtocolError("bare LF in chunk size line")
-            else:
-                self.line_length += 1
-                if self.line_length > self.max_head_size:
-                    raise ProtocolError("chunk extension too large")
+        elif state == C_EXT or C_EXT_NAME <= state <= C_EXT_NAME_WS:
+            self._extension_byte(state, ch)
         elif state == C_SIZE_LF:
             if ch != 10:
                 raise ProtocolError("missing LF after chunk size")
@@ -562,21 +675,101 @@ cdef class HTTP1Reader:
                 raise ProtocolError("missing CRLF after chunk data")
             self._start_chunk_size()
         elif state == C_TRAILER:
-            # Trailer lines until an empty one (RFC 9112 §7.1.2), each ended by CRLF:
-            # a bare LF would end the body here but not at a stricter upstream.
+            # Trailer lines until an empty one (RFC 9112 §7.1.2), each a field line
+            # ended by CRLF: a bare LF would end the body here but not at a stricter
+            # upstream, and a line that is not `name: value` is not forwarded.
             if ch == 13:
                 self.chunk_state = C_TRAILER_LF
             elif ch == 10:
                 raise ProtocolError("bare LF in chunked trailer section")
+            elif _TCHAR[ch]:
+                self._count_line_byte("trailer section too large")
+                self.chunk_state = C_TRAILER_NAME
             else:
-                self.line_length += 1
-                if self.line_length > self.max_head_size:
-                    raise ProtocolError("trailer section too large")
+                raise ProtocolError("malformed trailer line")
+        elif state == C_TRAILER_NAME:
+            self._count_line_byte("trailer section too large")
+            if ch == 58:  # ':'
+                self.chunk_state = C_TRAILER_VALUE
+            elif not _TCHAR[ch]:
+                raise ProtocolError("malformed trailer field name")
+        elif state == C_TRAILER_VALUE:
+            if ch == 13:
+                self.chunk_state = C_TRAILER_LF
+            elif _VALUE_CHAR[ch]:
+                self._count_line_byte("trailer section too large")
+            elif ch == 10:
+                raise ProtocolError("bare LF in chunked trailer section")
+            else:
+                raise ProtocolError("invalid character in a trailer field")
         elif state == C_TRAILER_LF:
             if ch != 10:
                 raise ProtocolError("missing LF in chunked trailer section")
             self.chunk_state = C_DONE if self.line_length == 0 else C_TRAILER
             self.line_length = 0
+
+    cdef void _extension_byte(self, int state, unsigned char ch) except *:
+        """One byte of the chunk extensions after a chunk size (RFC 9112 §7.1.1):
+        `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`."""
+        self._count_line_byte("chunk extension too large")
+        cdef bint space = ch == 32 or ch == 9
+        if ch == 10:
+            raise ProtocolError("bare LF in chunk size line")
+        if state == C_EXT:  # after ';': a name starts
+            if _TCHAR[ch]:
+                self.chunk_state = C_EXT_NAME
+            elif not space:
+                raise ProtocolError("chunk extension without a name")
+        elif state == C_EXT_NAME or state == C_EXT_VALUE:
+            if ch == 13:
+                self.chunk_state = C_SIZE_LF
+            elif ch == 59:
+                self.chunk_state = C_EXT
+            elif ch == 61 and state == C_EXT_NAME:  # '='
+                self.chunk_state = C_EXT_VALUE_START
+            elif space:
+                self.chunk_state = C_EXT_NAME_WS if state == C_EXT_NAME else C_EXT_AFTER_QUOTE
+            elif not _TCHAR[ch]:
+                raise ProtocolError("invalid chunk extension")
+        elif state == C_EXT_NAME_WS:  # BWS after a name: "=", ";" or the line's end
+            if ch == 61:
+                self.chunk_state = C_EXT_VALUE_START
+            elif ch == 59:
+                self.chunk_state = C_EXT
+            elif ch == 13:
+                self.chunk_state = C_SIZE_LF
+            elif not space:
+                raise ProtocolError("invalid chunk extension")
+        elif state == C_EXT_VALUE_START:
+            if ch == 34:  # '"'
+                self.chunk_state = C_EXT_QUOTED
+            elif _TCHAR[ch]:
+                self.chunk_state = C_EXT_VALUE
+            elif not space:
+                raise ProtocolError("invalid chunk extension value")
+        elif state == C_EXT_QUOTED:  # qdtext (RFC 9110 §5.6.4)
+            if ch == 34:
+                self.chunk_state = C_EXT_AFTER_QUOTE
+            elif ch == 92:  # backslash
+                self.chunk_state = C_EXT_QUOTED_PAIR
+            elif not _VALUE_CHAR[ch]:
+                raise ProtocolError("invalid character in a chunk extension")
+        elif state == C_EXT_QUOTED_PAIR:
+            if not _VALUE_CHAR[ch]:
+                raise ProtocolError("invalid character in a chunk extension")
+            self.chunk_state = C_EXT_QUOTED
+        elif state == C_EXT_AFTER_QUOTE:  # after a value: BWS, then ";" or the line's end
+            if ch == 13:
+                self.chunk_state = C_SIZE_LF
+            elif ch == 59:
+                self.chunk_state = C_EXT
+            elif not space:
+                raise ProtocolError("invalid chunk extension")
+
+    cdef inline void _count_line_byte(self, str message) except *:
+        self.line_length += 1
+        if self.line_length > self.max_head_size:
+            raise ProtocolError(message)
 
     cdef void _start_chunk_size(self):
         self.chunk_state = C_SIZE
@@ -584,26 +777,83 @@ cdef class HTTP1Reader:
         self.remaining = 0
 
 
-cdef bytes _version(const char* p):
-    """The interned b"HTTP/1.1" or b"HTTP/1.0" at p (llhttp checked the form)."""
-    if p[5] == 49 and p[6] == 46:  # "1."
-        if p[7] == 49:
+cdef Py_ssize_t _split_request_line(Head head, bytes raw) except -1:
+    """`method SP request-target SP HTTP-version CRLF` (RFC 9112 §3), with exactly one
+    SP between the parts; returns where the field lines start."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
+    cdef Py_ssize_t i = 0, target_start
+    while i < n and _TCHAR[p[i]]:
+        i += 1
+    if i == 0 or i >= n or p[i] != 32:
+        raise ProtocolError("malformed request line")
+    method = raw[:i]
+    i += 1
+    target_start = i
+    while i < n and _TARGET_CHAR[p[i]]:
+        i += 1
+    if i == target_start or i >= n or p[i] != 32:
+        raise ProtocolError("malformed request line")
+    head.method = _METHODS.get(method, method)
+    head.target = raw[target_start:i]
+    head.version = _version(p, n, i + 1)
+    if i + 11 > n or p[i + 9] != 13 or p[i + 10] != 10:
+        raise ProtocolError("malformed request line")
+    return i + 11
+
+
+cdef Py_ssize_t _split_status_line(Head head, bytes raw) except -1:
+    """`HTTP-version SP 3DIGIT SP [reason-phrase] CRLF` (RFC 9112 §4; a missing SP
+    before an empty reason is tolerated, as llhttp does); returns where the field lines
+    start."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
+    cdef Py_ssize_t i, reason_start
+    head.version = _version(p, n, 0)
+    if n < 14 or p[8] != 32 or not (49 <= p[9] <= 57 and 48 <= p[10] <= 57
+                                     and 48 <= p[11] <= 57):
+        # RFC 9110 §15: three digits; nothing below 100 exists.
+        raise ProtocolError("malformed status line")
+    head.status_code = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+    i = 12
+    if p[i] == 32:
+        i += 1
+    reason_start = i
+    while i < n and _VALUE_CHAR[p[i]]:
+        i += 1
+    if i + 1 >= n or p[i] != 13 or p[i + 1] != 10 or (reason_start == 12 and i != 12):
+        raise ProtocolError("malformed status line")
+    head.reason = raw[reason_start:i]
+    return i + 2
+
+
+cdef bytes _version(const unsigned char* p, Py_ssize_t n, Py_ssize_t i):
+    """The interned b"HTTP/1.1" or b"HTTP/1.0" at offset i of a head of n bytes."""
+    if i + 8 <= n and memcmp(p + i, b"HTTP/1.", 7) == 0:
+        if p[i + 7] == 49:
             return b"HTTP/1.1"
-        if p[7] == 48:
+        if p[i + 7] == 48:
             return b"HTTP/1.0"
-    raise ProtocolError(f"unsupported HTTP version {p[:8]!r}")
+    raise ProtocolError("unsupported or missing HTTP version")
 
 
-cdef Py_ssize_t _find_head_end(const char* p, Py_ssize_t start, Py_ssize_t size):
-    """Offset of the CRLFCRLF that ends a head, searching from `start`; -1 if none."""
+cdef Py_ssize_t _find_head_end(const char* p, Py_ssize_t start, Py_ssize_t first,
+                               Py_ssize_t size) except -2:
+    """Offset of the CRLFCRLF that ends the head beginning at `first`, searching from
+    `start`; -1 if it is not all here. Every LF must follow a CR (RFC 9112 §2.2 lets a
+    recipient accept a bare LF, but an upstream that reads it differently would see
+    other header lines than we did), so a bare LF is refused at once instead of
+    waiting for a CRLFCRLF that never comes."""
     cdef const char* found
-    cdef Py_ssize_t i = start + 3
+    cdef Py_ssize_t i = start
     while i < size:
         found = <const char*>memchr(p + i, 10, size - i)
         if found == NULL:
             return -1
         i = found - p
-        if p[i - 1] == 13 and p[i - 2] == 10 and p[i - 3] == 13:
+        if i == first or p[i - 1] != 13:
+            raise ProtocolError("bare LF in head")
+        if i - 3 >= first and p[i - 2] == 10 and p[i - 3] == 13:
             return i - 3
         i += 1
     return -1
@@ -622,8 +872,8 @@ cdef inline int _hex_value(unsigned char ch):
 cdef bint _keep_alive(Head head):
     """Persistence per RFC 9112 §9.3: 1.1 unless "close"; 1.0 only with "keep-alive"."""
     if head.version == b"HTTP/1.1":
-        return head.connection is None or b"close" not in head.connection
-    return head.connection is not None and b"keep-alive" in head.connection
+        return b"close" not in head.connection_tokens
+    return b"keep-alive" in head.connection_tokens
 
 
 # Interned method names, so that comparing them elsewhere is cheap and allocation-free.

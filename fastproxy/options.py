@@ -179,6 +179,9 @@ CORE_OPTIONS: tuple[tuple, ...] = (
     ("idle_timeout", float, 120.0, "Seconds a client connection may sit idle between requests."),
     ("head_timeout", float, 30.0, "Seconds a client may take to send a whole request head."),
     ("connect_timeout", float, 10.0, "Seconds to wait for an upstream connection."),
+    ("read_timeout", float, 60.0,
+     "Seconds to wait for an upstream's response head once the request went out; then the "
+     "client gets 504 (HTTP/1 and HTTP/2)."),
     ("upstream_pool_size", int, 256, "Idle upstream connections kept per host:port."),
     ("upstream_idle_timeout", float, 60.0, "Seconds an idle upstream connection is kept."),
 )

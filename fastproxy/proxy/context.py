@@ -23,7 +23,7 @@ class RootContext:
     """One client connection: its `Client`, its endpoint and the proxy's shared parts."""
 
     __slots__ = ("client_conn", "server_conn", "client", "mode", "options", "addons",
-                 "listeners", "pool", "layer")
+                 "listeners", "pool", "layer", "awaiting_response")
 
     def __init__(self, client_conn: Client, client: Endpoint, mode: ProxyMode,
                  options: Options, addons: AddonManager, pool: UpstreamPool) -> None:
@@ -38,6 +38,9 @@ class RootContext:
         self.listeners = addons.listeners
         self.pool = pool
         self.layer: Layer | None = None
+        self.awaiting_response: tuple | None = None
+        """(upstream endpoint, since) while a response head is awaited: the driver's
+        housekeeping aborts it after `read_timeout`."""
 
     def __repr__(self) -> str:
         return f"<RootContext {self.client_conn}>"

@@ -19,7 +19,7 @@ from fastproxy.log import logger
 from fastproxy.options import Options
 from fastproxy.proxy.context import Layer, RootContext, run_layer
 from fastproxy.proxy.mode_specs import ProxyMode, ReverseMode
-from fastproxy.proxy.streams import ConnectionGone, Endpoint
+from fastproxy.proxy.streams import ConnectionGone, Endpoint, ResponseTimedOut
 from fastproxy.proxy.upstream import UpstreamPool
 
 HOUSEKEEPING_INTERVAL = 1.0
@@ -128,7 +128,13 @@ class ProxyServer:
         """Close idle and slow clients; drop stale upstream connections."""
         now = self.loop.time()
         idle_timeout, head_timeout = self.options.idle_timeout, self.options.head_timeout
+        read_timeout = self.options.read_timeout
         for ctx, head_since in list(self.clients.items()):
+            awaiting = ctx.awaiting_response
+            if awaiting is not None and now - awaiting[1] > read_timeout:
+                ctx.awaiting_response = None
+                awaiting[0].abort(ResponseTimedOut(
+                    f"no response from upstream within read_timeout ({read_timeout:g} s)"))
             endpoint = ctx.client
             reader = endpoint.reader
             if reader.in_head and reader.buffered:

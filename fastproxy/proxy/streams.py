@@ -16,13 +16,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from fastproxy._core import BODY, CLOSED, END, NEED_DATA, HTTP1Reader
+from fastproxy._core import BODY, CLOSED, END, NEED_DATA, HTTP1Reader, ProtocolError
 
 READ_HIGH_WATER = 256 * 1024
 
 
 class ConnectionGone(Exception):
     """The socket closed while a layer was waiting to read from or write to it."""
+
+
+class ResponseTimedOut(Exception):
+    """The upstream sent no whole response head within `read_timeout` (a 504)."""
+
+
+class BodyErrorBeforeHead(ProtocolError):
+    """A response body broke its framing before any of the response went to the
+    client, which can therefore still be told so (a 502)."""
 
 
 class Endpoint(asyncio.Protocol):
@@ -164,7 +173,10 @@ class Endpoint(asyncio.Protocol):
         """
         reader = self.reader
         reader.decode = False
-        event = reader.next_event()
+        try:
+            event = reader.next_event()
+        except ProtocolError as e:
+            raise BodyErrorBeforeHead(str(e)) from None
         if head is not None:
             if event == BODY:
                 if tee is not None:
@@ -265,4 +277,5 @@ class Endpoint(asyncio.Protocol):
                 waiter.set_result(None)
 
 
-__all__ = ["Endpoint", "ConnectionGone", "CLOSED", "READ_HIGH_WATER"]
+__all__ = ["Endpoint", "ConnectionGone", "ResponseTimedOut", "BodyErrorBeforeHead", "CLOSED",
+           "READ_HIGH_WATER"]

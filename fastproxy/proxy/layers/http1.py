@@ -25,13 +25,13 @@ from fastproxy.io.bodies import BodyTee
 from fastproxy.log import logger
 from fastproxy.proxy import capture
 from fastproxy.proxy.context import Layer, RootContext
-from fastproxy.proxy.layers.routing import HOP_BY_HOP, Route, route_request
+from fastproxy.proxy.layers.routing import Route, route_request
+from fastproxy.proxy.layers.semantics import HOP_BY_HOP, HOP_BY_HOP_REFRAMED, check_fields
 from fastproxy.proxy.layers.websocket import handshake as websocket_handshake
 from fastproxy.proxy.layers.websocket import mark_upgraded, wants_handshake_flow
-from fastproxy.proxy.streams import ConnectionGone
+from fastproxy.proxy.streams import BodyErrorBeforeHead, ConnectionGone, ResponseTimedOut
 from fastproxy.proxy.upstream import Upstream, UpstreamError
 
-HOP_BY_HOP_REFRAMED = HOP_BY_HOP | {b"transfer-encoding", b"content-length"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 CLOSE_FIELD = [(b"Connection", b"close")]
 KEEP_ALIVE_FIELD = [(b"Connection", b"keep-alive")]
@@ -43,6 +43,11 @@ class BodyTooLarge(Exception):
 
 class BadUpstream(Exception):
     """The upstream sent no valid response head (closed, or not HTTP/1): a 502."""
+
+
+class InvalidFlowHeaders(Exception):
+    """An addon left a header field that cannot be sent (CR, LF or NUL in a value, a name
+    that is not a token): a 502, never a header injected into the next hop."""
 
 
 class StaleUpstream(BadUpstream):
@@ -109,9 +114,15 @@ class HttpLayer(Layer):
         exchange = Exchange(self.ctx, head, route)
         try:
             return await exchange.run()
-        except BadUpstream as e:
+        except (BadUpstream, BodyErrorBeforeHead, InvalidFlowHeaders) as e:
+            message = f"bad response from upstream: {e}" \
+                if isinstance(e, BodyErrorBeforeHead) else str(e)
+            await exchange.fail(message)
+            self.refuse(502, message)
+            return False
+        except ResponseTimedOut as e:
             await exchange.fail(str(e))
-            self.refuse(502, str(e))
+            self.refuse(504, str(e))
             return False
         except ConnectionGone as e:
             await exchange.fail(f"connection closed: {e}")
@@ -121,7 +132,7 @@ class HttpLayer(Layer):
             self.refuse(502 if exchange.response_started else 413, str(e))
             return False
         except ProtocolError as e:
-            if exchange.response_started:
+            if exchange.response_started:  # the response head went out: close instead
                 await exchange.fail(f"bad response from upstream: {e}")
                 self.ctx.client.transport.close()
             else:
@@ -283,7 +294,10 @@ class Exchange:
         if not upstream.endpoint.reader.has_body:
             return await self.deliver_bodyless(flow, upstream, resp_head)
         if self.gathers_bodies() and not response.stream:
-            response.raw_content = await self.gather_body(upstream.endpoint, False)
+            try:
+                response.raw_content = await self.gather_body(upstream.endpoint, False)
+            except ProtocolError as e:
+                raise BodyErrorBeforeHead(str(e)) from None
             response.timestamp_end = time.time()
             return await self.deliver_gathered(flow, upstream, resp_head)
         response_head = self.response_head(_response_line(response), list(response.headers.fields),
@@ -313,6 +327,7 @@ class Exchange:
         return flow
 
     def send_request(self, upstream: Upstream, request: Request) -> None:
+        _check_flow_fields(request.headers.fields)
         start = request.start_line(self.head.version)
         route_drop = _without_host(self.route.drop)  # the flow's Host (make_flow, addons) is sent
         if request.raw_content is not None and self.request_body_done:
@@ -374,6 +389,7 @@ class Exchange:
         return self.finish(upstream, resp_head)
 
     def write_response(self, response: Response) -> None:
+        _check_flow_fields(response.headers.fields)
         body = response.raw_content or b""
         extra = [(b"Content-Length", str(len(body)).encode())]
         fields = list(response.headers.fields)
@@ -446,24 +462,36 @@ class Exchange:
                 await source.wait_data()
 
     async def read_response_head(self, upstream: Upstream, method: bytes):
-        """The final response head; 1xx interim responses are passed to the client."""
+        """The final response head; 1xx interim responses are passed to the client.
+
+        The driver aborts the wait after `read_timeout` (`ctx.awaiting_response`)."""
         endpoint = upstream.endpoint
         reader = endpoint.reader
+        ctx = self.ctx
         while True:
             reader.expect_response_to(method)
             try:
                 event = reader.next_event()
-                while event == NEED_DATA:
-                    await endpoint.wait_data()
-                    event = reader.next_event()
+                if event == NEED_DATA:
+                    ctx.awaiting_response = (endpoint, endpoint.loop.time())
+                    while event == NEED_DATA:
+                        await endpoint.wait_data()
+                        event = reader.next_event()
             except ProtocolError as e:
                 raise BadUpstream(f"bad response from upstream: {e}") from None
+            finally:
+                ctx.awaiting_response = None
             if event != HEAD:
                 stale = upstream.reused and not self.response_started
                 raise (StaleUpstream if stale else BadUpstream)(
                     "upstream closed the connection before responding")
             self.response_started = True
             head = endpoint.reader.head
+            if head.status_code == 101 and not self.head.upgrade:
+                # Switching to a protocol nobody asked for would make the client
+                # connection a raw tunnel to the origin (RFC 9110 §15.2.2).
+                raise BadUpstream("bad response from upstream: 101 Switching Protocols "
+                                  "to a request that asked for no upgrade")
             if head.status_code >= 200 or head.status_code == 101:
                 return head
             if head.status_code != 100:  # our own 100 Continue already went out
@@ -471,7 +499,7 @@ class Exchange:
             endpoint.reader.next_event()  # END of the interim response
 
     def response_drop(self, resp) -> frozenset:
-        return HOP_BY_HOP if not resp.has_hop_headers else HOP_BY_HOP | _connection_tokens(resp)
+        return HOP_BY_HOP if not resp.has_hop_headers else _with_hop_by_hop(resp.connection_tokens)
 
     def response_head(self, status_line: bytes, fields: list, drop: frozenset,
                       extra: list | None) -> bytes:
@@ -556,7 +584,18 @@ def _without_host(drop: frozenset) -> frozenset:
     return result
 
 
-_DROP_SETS: dict[bytes, frozenset] = {}
+_DROP_SETS: dict[frozenset, frozenset] = {}
+
+
+def _with_hop_by_hop(tokens: frozenset) -> frozenset:
+    """HOP_BY_HOP and the names a Connection field lists (RFC 9110 §7.6.1), cached by
+    those names: servers send the same Connection value on every response."""
+    drop = _DROP_SETS.get(tokens)
+    if drop is None:
+        drop = HOP_BY_HOP | tokens
+        if len(_DROP_SETS) < 256:
+            _DROP_SETS[tokens] = drop
+    return drop
 
 
 def _reframed_drop(fields: list) -> frozenset:
@@ -566,20 +605,12 @@ def _reframed_drop(fields: list) -> frozenset:
     return HOP_BY_HOP_REFRAMED | listed if listed else HOP_BY_HOP_REFRAMED
 
 
-def _connection_tokens(head) -> frozenset:
-    """Field names listed in Connection: hop-by-hop too (RFC 9110 §7.6.1).
-
-    Cached by the Connection value: servers send the same one on every response.
-    """
-    value = head.connection
-    if value is None:
-        return frozenset()
-    tokens = _DROP_SETS.get(value)
-    if tokens is None:
-        tokens = frozenset(t.strip() for t in value.split(b",") if t.strip())
-        if len(_DROP_SETS) < 256:
-            _DROP_SETS[value] = tokens
-    return tokens
+def _check_flow_fields(fields: list) -> None:
+    """Refuse header fields an addon made unsendable (see InvalidFlowHeaders)."""
+    try:
+        check_fields(fields)
+    except ProtocolError as e:
+        raise InvalidFlowHeaders(f"an addon set an invalid header: {e}") from None
 
 
 def serialize_response(response: Response, close: bool) -> bytes:

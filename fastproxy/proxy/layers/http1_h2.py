@@ -38,7 +38,6 @@ from fastproxy.proxy.layers.http1 import (
     BodyTooLarge,
     Exchange,
     HttpLayer,
-    _connection_tokens,
 )
 from fastproxy.proxy.layers.http2 import (
     CONNECTION_SPECIFIC,
@@ -176,8 +175,7 @@ class H2UpstreamExchange(Exchange):
             _authority(request.host, request.port, request.scheme).decode()
         headers = [(b":method", request.method.encode()), (b":scheme", request.scheme.encode()),
                    (b":authority", authority.encode()), (b":path", request.path.encode())]
-        drop = REQUEST_DROP | {t.lower() for t in _connection_tokens(self.head)} if self.head.connection \
-            else REQUEST_DROP
+        drop = REQUEST_DROP | self.head.connection_tokens
         headers += [(n.lower(), v) for n, v in request.headers.fields if n.lower() not in drop]
         body = request.raw_content
         if body is not None:

@@ -1,7 +1,8 @@
 """Where a request goes: the upstream and the head to send it with, by proxy mode.
 
 - regular mode: absolute-form targets (`GET http://host:port/path`), rewritten to
-  origin-form for the upstream (RFC 9112 §3.2.2);
+  origin-form for the upstream with the Host set to the target's authority (RFC 9112
+  §3.2.2);
 - inside a CONNECT tunnel: origin-form, to the tunnel's host;
 - reverse mode: origin-form, to the configured upstream, with the Host header set to it
   unless `keep_host_header`.
@@ -10,10 +11,9 @@
 from __future__ import annotations
 
 from fastproxy._core import ProtocolError, Route
+from fastproxy.proxy.layers.semantics import HOP_BY_HOP
 from fastproxy.proxy.mode_specs import ReverseMode
 
-HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-                        b"upgrade"))
 HOP_BY_HOP_AND_HOST = HOP_BY_HOP | {b"host"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -21,6 +21,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def route_request(ctx, head, tunnel: tuple[str, int] | None,
                   tunnel_scheme: str = "http") -> Route:
     """The route for a request head, or ProtocolError when the target is unusable."""
+    if head.host is None and head.version == b"HTTP/1.1":
+        raise ProtocolError("HTTP/1.1 request without Host (RFC 9112 §3.2)")
     mode = ctx.mode
     target = head.target
     if isinstance(mode, ReverseMode):
@@ -33,7 +35,9 @@ def route_request(ctx, head, tunnel: tuple[str, int] | None,
         authority, path, host_header = b"", _origin_form(target), None
     else:
         scheme, host, port, authority, path = parse_absolute_form(target)
-        host_header = None
+        # RFC 9112 §3.2.2: a proxy ignores the Host of an absolute-form request and
+        # sends the target's authority instead, so the origin sees the host we routed to.
+        host_header = authority.decode("ascii")
     drop = _drop_set(head, host_header is not None)
     extra = [(b"Host", host_header.encode())] if host_header is not None else None
     start_line = b" ".join((head.method, path, head.version))
@@ -98,7 +102,7 @@ def _drop_set(head, rewrite_host: bool) -> frozenset:
     if head.upgrade:
         drop = drop - {b"upgrade", b"connection"}  # the upgrade is end to end here
     elif head.connection is not None:
-        drop = drop | {t.strip() for t in head.connection.split(b",")}
+        drop = drop | head.connection_tokens  # checked by the reader: no framing field
     if rewrite_host:
         drop = drop | {b"host"}
     if head.expect_continue:
