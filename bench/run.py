@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from bench.goals import check_all
 from bench.origin import BODIES, origin
 from bench.peers import ensure_mitmdump
 from bench.proc import (
+    ROOT,
     WORK,
     busy_cores,
     ensure_tools,
@@ -35,7 +37,7 @@ from bench.proc import (
 )
 from bench.report import environment, markdown, save
 from bench.scenarios import Context, in_order
-from bench.targets import fastproxy_ready
+from bench.targets import add_baseline, fastproxy_ready
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,12 +55,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--conns", default="50,1", help="connection counts (default 50,1)")
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--list", action="store_true", help="list scenarios and targets")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="also measure the commit REF (built in bench/.work/baseline) as the "
+                         "http rows fastproxy-base and fastproxy-regular-base, interleaved "
+                         "with this build's: before/after figures from one run")
     a = ap.parse_args(argv)
     a.duration = a.duration or (2.0 if a.quick else 10.0)
     a.repeats = a.repeats or 1 if a.quick else a.repeats or 3
     a.warmup = a.warmup if a.warmup is not None else 1.0
     a.only = [p.strip() for item in a.only for p in item.split(",") if p.strip()]
     return a
+
+
+def build_baseline(ref: str) -> Path:
+    """The tree of commit `ref` in bench/.work/baseline, its extensions built in place
+    with this virtualenv's Python."""
+    dest = WORK / "baseline"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=dest,
+                   check=True, capture_output=True)
+    log(f"baseline {ref} built in {dest}")
+    return dest
 
 
 def list_all() -> None:
@@ -86,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: the machine is busy ({busy:.1f} cores in use before the bench started); "
             "figures will be noisy")
     ensure_mitmdump()
+    if a.baseline:
+        add_baseline(build_baseline(a.baseline), a.baseline)
     ok, why = fastproxy_ready()
     if not ok:
         log(f"fastproxy CLI not usable, its rows are skipped: {why}")

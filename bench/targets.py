@@ -7,6 +7,7 @@ request targets (RFC 9112 §3.2.2) and CONNECT. New rows (TLS interception, reco
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -43,10 +44,34 @@ def fastproxy_ready() -> tuple[bool, str]:
     return out.returncode == 0, (out.stderr or out.stdout).strip()[-300:]
 
 
-def fastproxy(port: int, mode: str, *extra: str, name: str = "fastproxy") -> Server:
-    argv = [str(fastproxy_exe()), "run", "--listen-host", "127.0.0.1", "-p", str(port), "-q",
-            "--mode", mode, "--set", f"confdir={WORK / 'fastproxy-conf'}", *extra]
-    return Server(name, argv, port)
+def fastproxy(port: int, mode: str, *extra: str, name: str = "fastproxy",
+              source: Path | None = None) -> Server:
+    """`fastproxy run` in `mode`; from the checkout at `source` instead of this one when
+    given (a `--baseline` build)."""
+    options = ["run", "--listen-host", "127.0.0.1", "-p", str(port), "-q", "--mode", mode,
+               "--set", f"confdir={WORK / 'fastproxy-conf'}", *extra]
+    if source is None:
+        return Server(name, [str(fastproxy_exe()), *options], port)
+    env = {**os.environ, "PYTHONPATH": str(source)}  # found before the editable install
+    return Server(name, [sys.executable, "-m", "fastproxy.cli", *options], port, env=env)
+
+
+def add_baseline(source: Path, ref: str) -> None:
+    """Measure the build at `source` (commit `ref`) beside this one: its rows follow the
+    current build's in the same interleaved rounds, so the two compare run for run."""
+    base = [
+        Target("fastproxy-base", f"fastproxy reverse at {ref} (baseline)",
+               lambda p, o: fastproxy(p, _reverse(o), name="fastproxy-base", source=source)),
+        Target("fastproxy-regular-base", f"fastproxy regular at {ref} (baseline)",
+               lambda p, o: fastproxy(p, "regular", name="fastproxy-regular-base",
+                                      source=source), forward=True),
+    ]
+    items = list(HTTP_TARGETS.items())
+    HTTP_TARGETS.clear()
+    for name, target in items:
+        HTTP_TARGETS[name] = target
+        if name == "fastproxy-regular":
+            HTTP_TARGETS.update((t.name, t) for t in base)
 
 
 def _reverse(origin_port: int) -> str:
