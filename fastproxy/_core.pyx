@@ -443,6 +443,10 @@ cdef class HTTP1Reader:
                 # would not understand it, so it is a smuggling vector.
                 raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
             head.chunked = _final_coding_is_chunked(head.transfer_encoding)
+            if self.is_request and head.transfer_encoding.strip(b" \t").lower() != b"chunked":
+                # RFC 9112 §6.1: a coding the proxy does not decode (gzip, identity...)
+                # may be read differently by the next hop; only plain chunked is taken.
+                raise ProtocolError("request transfer coding other than chunked")
         if self.is_request:
             # Only a WebSocket upgrade is passed end to end; any other Upgrade (h2c,
             # TLS/1.0) is hop-by-hop and dropped, so the connection stays HTTP/1.

@@ -29,6 +29,12 @@ class ResponseTimedOut(Exception):
     """The upstream sent no whole response head within `read_timeout` (a 504)."""
 
 
+class EarlyResponse(Exception):
+    """The upstream started answering while the request body was still being relayed to
+    it (a 413 or 405 sent before reading the body): the relay stops so that the
+    response can be read and passed on."""
+
+
 class BodyErrorBeforeHead(ProtocolError):
     """A response body broke its framing before any of the response went to the
     client, which can therefore still be told so (a 502)."""
@@ -40,7 +46,7 @@ class Endpoint(asyncio.Protocol):
     __slots__ = ("reader", "transport", "loop", "closed", "on_made", "on_lost",
                  "_waiter", "_drain_waiter", "_write_paused", "_read_paused", "wait_started",
                  "exc", "_relay_sink", "_relay_source", "_relay_done", "_relay_error",
-                 "_relay_tee")
+                 "_relay_tee", "_relay_until_reply")
 
     def __init__(self, reader: HTTP1Reader, loop: asyncio.AbstractEventLoop,
                  on_made: Callable[["Endpoint"], Any] | None = None) -> None:
@@ -61,6 +67,7 @@ class Endpoint(asyncio.Protocol):
         self._relay_done: asyncio.Future | None = None
         self._relay_error: BaseException | None = None
         self._relay_tee: Any = None
+        self._relay_until_reply = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -74,6 +81,9 @@ class Endpoint(asyncio.Protocol):
         if self._relay_sink is not None:
             self._relay_buffered()
             return
+        source = self._relay_source
+        if source is not None and source._relay_until_reply:
+            source._end_relay(EarlyResponse())
         if self.reader.buffered > READ_HIGH_WATER and not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
@@ -156,11 +166,14 @@ class Endpoint(asyncio.Protocol):
         self.transport.writelines((first, second))
 
     async def relay_body(self, sink: "Endpoint", head: bytes | None = None,
-                         tee: Any = None) -> None:
+                         tee: Any = None, until_reply: bool = False) -> None:
         """Stream the current message body to `sink` as received (raw framing); each
-        piece also goes to ``tee.add`` when given (a `BodyTee`: recording)."""
+        piece also goes to ``tee.add`` when given (a `BodyTee`: recording).
+
+        With `until_reply` (a request body going upstream), bytes from `sink` stop the
+        relay with EarlyResponse."""
         if not self.relay_now(sink, head, tee):
-            await self.relay_rest(sink, tee)
+            await self.relay_rest(sink, tee, until_reply)
         elif sink._write_paused:
             await sink.drain()
 
@@ -176,6 +189,8 @@ class Endpoint(asyncio.Protocol):
         try:
             event = reader.next_event()
         except ProtocolError as e:
+            if head is None:
+                raise
             raise BodyErrorBeforeHead(str(e)) from None
         if head is not None:
             if event == BODY:
@@ -192,10 +207,13 @@ class Endpoint(asyncio.Protocol):
             event = reader.next_event()
         return event == END
 
-    async def relay_rest(self, sink: "Endpoint", tee: Any = None) -> None:
-        """Relay the rest of the body from inside `data_received` until it ends."""
+    async def relay_rest(self, sink: "Endpoint", tee: Any = None,
+                         until_reply: bool = False) -> None:
+        """Relay the rest of the body from inside `data_received` until it ends (or, with
+        `until_reply`, until `sink` sends something: EarlyResponse)."""
         self._relay_error = None
         self._relay_tee = tee
+        self._relay_until_reply = until_reply
         self._relay_done = self.loop.create_future()
         self._relay_sink, sink._relay_source = sink, self
         if self._read_paused:
@@ -203,6 +221,8 @@ class Endpoint(asyncio.Protocol):
             self.transport.resume_reading()
         if self.closed:
             self._relay_buffered()
+        if until_reply and sink.reader.buffered:
+            self._end_relay(EarlyResponse())
         await self._relay_done
         if self._relay_error is not None:
             raise self._relay_error
@@ -277,5 +297,5 @@ class Endpoint(asyncio.Protocol):
                 waiter.set_result(None)
 
 
-__all__ = ["Endpoint", "ConnectionGone", "ResponseTimedOut", "BodyErrorBeforeHead", "CLOSED",
-           "READ_HIGH_WATER"]
+__all__ = ["Endpoint", "ConnectionGone", "ResponseTimedOut", "EarlyResponse",
+           "BodyErrorBeforeHead", "CLOSED", "READ_HIGH_WATER"]

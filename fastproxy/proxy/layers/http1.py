@@ -29,7 +29,8 @@ from fastproxy.proxy.layers.routing import Route, route_request
 from fastproxy.proxy.layers.semantics import HOP_BY_HOP, HOP_BY_HOP_REFRAMED, check_fields
 from fastproxy.proxy.layers.websocket import handshake as websocket_handshake
 from fastproxy.proxy.layers.websocket import mark_upgraded, wants_handshake_flow
-from fastproxy.proxy.streams import BodyErrorBeforeHead, ConnectionGone, ResponseTimedOut
+from fastproxy.proxy.streams import (BodyErrorBeforeHead, ConnectionGone, EarlyResponse,
+                                      ResponseTimedOut)
 from fastproxy.proxy.upstream import Upstream, UpstreamError
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -434,7 +435,14 @@ class Exchange:
             self.ctx.client.write(CONTINUE)
         rec = self.rec
         tee = None if rec is None else rec.request_tee
-        await self.ctx.client.relay_body(self.upstream.endpoint, None, tee)
+        try:
+            await self.ctx.client.relay_body(self.upstream.endpoint, None, tee, until_reply=True)
+        except EarlyResponse:
+            # The origin answers before it read the whole body (a 413, a 405): pass that
+            # on. The rest of the body would be read as a request: the client connection
+            # closes after this response, and so does the upstream one (`finish`).
+            self.client_keep_alive = False
+            return
         if rec is not None:
             rec.request_ended()
         self.request_body_done = True
@@ -497,6 +505,8 @@ class Exchange:
             if head.status_code != 100:  # our own 100 Continue already went out
                 self.ctx.client.write(build_head(_status_line(head), head.fields, HOP_BY_HOP, None))
             endpoint.reader.next_event()  # END of the interim response
+            if not self.request_body_done:  # it came while the body was going up
+                await self.stream_request_body()
 
     def response_drop(self, resp) -> frozenset:
         return HOP_BY_HOP if not resp.has_hop_headers else _with_hop_by_hop(resp.connection_tokens)
@@ -532,7 +542,8 @@ class Exchange:
         # Reusable only if both sides meant to persist (an HTTP/1.0 request went out as
         # 1.0, without our Connection field) and the upstream has not closed its side.
         if resp_head.keep_alive and self.head.version == b"HTTP/1.1" and \
-                not reader.body_is_close_delimited and not reader.at_eof:
+                self.request_body_done and not reader.body_is_close_delimited and \
+                not reader.at_eof:
             self.ctx.pool.release(upstream)
         else:
             upstream.endpoint.close()
