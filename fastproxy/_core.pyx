@@ -56,6 +56,7 @@ DEF C_TRAILER_NAME = 17
 DEF C_TRAILER_VALUE = 18
 
 DEF MAX_CHUNK_SIZE_DIGITS = 15
+DEF TRAILER_NAME_KEPT = 20  # longer than any name _FORBIDDEN_TRAILERS holds
 
 # Byte classes of RFC 9110 §5.6.2 (tchar) and §5.5 (field-vchar, SP, HTAB, obs-text),
 # filled once at import; the head scanner looks every byte up here.
@@ -216,6 +217,8 @@ cdef inline void _note_header(Head head, bytes name, bytes value) except *:
 cdef frozenset _NO_TOKENS = frozenset()
 cdef dict _TOKENS_CACHE = {}
 _FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding"))
+_FORBIDDEN_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"host", b"trailer",
+                                 b"connection", b"content-type", b"content-encoding"))
 
 
 cpdef frozenset connection_tokens(bytes value):
@@ -304,6 +307,7 @@ cdef class HTTP1Reader:
     cdef long long remaining
     cdef int chunk_state
     cdef Py_ssize_t line_length
+    cdef unsigned char trailer_name[TRAILER_NAME_KEPT]  # a trailer name, lowercased
     cdef bint eof
     cdef bint request_was_head
     cdef bint request_was_connect
@@ -687,16 +691,20 @@ cdef class HTTP1Reader:
             elif ch == 10:
                 raise ProtocolError("bare LF in chunked trailer section")
             elif _TCHAR[ch]:
+                self.trailer_name[0] = ch | 0x20 if 65 <= ch <= 90 else ch
                 self._count_line_byte("trailer section too large")
                 self.chunk_state = C_TRAILER_NAME
             else:
                 raise ProtocolError("malformed trailer line")
         elif state == C_TRAILER_NAME:
-            self._count_line_byte("trailer section too large")
             if ch == 58:  # ':'
+                self._check_trailer_name()
                 self.chunk_state = C_TRAILER_VALUE
             elif not _TCHAR[ch]:
                 raise ProtocolError("malformed trailer field name")
+            elif self.line_length < TRAILER_NAME_KEPT:
+                self.trailer_name[self.line_length] = ch | 0x20 if 65 <= ch <= 90 else ch
+            self._count_line_byte("trailer section too large")
         elif state == C_TRAILER_VALUE:
             if ch == 13:
                 self.chunk_state = C_TRAILER_LF
@@ -769,6 +777,15 @@ cdef class HTTP1Reader:
                 self.chunk_state = C_EXT
             elif not space:
                 raise ProtocolError("invalid chunk extension")
+
+    cdef void _check_trailer_name(self) except *:
+        """Refuse a trailer field that frames or routes the message (RFC 9110 §6.5.1):
+        a next hop that merges trailers into the header section would see it there."""
+        if self.line_length > TRAILER_NAME_KEPT:
+            return
+        name = PyBytes_FromStringAndSize(<const char*>self.trailer_name, self.line_length)
+        if name in _FORBIDDEN_TRAILERS:
+            raise ProtocolError(f"{name.decode()} in a chunked trailer section")
 
     cdef inline void _count_line_byte(self, str message) except *:
         self.line_length += 1

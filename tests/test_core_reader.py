@@ -412,3 +412,19 @@ def test_build_head_drops_and_adds():
                      frozenset({b"connection"}), [(b"Content-Length", b"0")])
     assert out == b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"
     assert build_head(b"HTTP/1.1 200 OK", [], None, None) == b"HTTP/1.1 200 OK\r\n\r\n"
+
+
+@pytest.mark.parametrize("trailer", [b"Content-Length: 50", b"transfer-encoding: chunked",
+                                     b"HOST: elsewhere", b"Connection: close"])
+def test_framing_and_routing_fields_are_refused_in_trailers(trailer):
+    """RFC 9110 §6.5.1: a next hop merging trailers into the head would see them there."""
+    raw = (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+           + trailer + b"\r\n\r\n")
+    assert "trailer section" in error_of(raw)
+
+
+def test_other_trailers_pass():
+    raw = (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+           b"X-Checksum: abc\r\nContent-Lengthy: 1\r\n\r\n")
+    events = read([raw])
+    assert events[-1] == ("end",) or events[-2] == ("end",)
