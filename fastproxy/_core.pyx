@@ -26,37 +26,41 @@ BODY = 2
 END = 3
 CLOSED = 4
 
-DEF S_HEAD = 0
-DEF S_BODY = 1
-DEF S_EOF = 2
+cdef enum ReaderState:
+    S_HEAD
+    S_BODY
+    S_EOF
 
-DEF F_NONE = 0
-DEF F_LENGTH = 1
-DEF F_CHUNKED = 2
-DEF F_CLOSE = 3
+cdef enum Framing:  # RFC 9112 §6.3
+    F_NONE
+    F_LENGTH
+    F_CHUNKED
+    F_CLOSE
 
-DEF C_SIZE = 0
-DEF C_DATA = 1
-DEF C_DATA_CR = 2
-DEF C_DATA_LF = 3
-DEF C_TRAILER = 4
-DEF C_DONE = 5
-DEF C_SIZE_LF = 6
-DEF C_EXT = 7
-DEF C_EXT_WS = 8
-DEF C_TRAILER_LF = 9
-DEF C_EXT_NAME = 10
-DEF C_EXT_VALUE_START = 11
-DEF C_EXT_VALUE = 12
-DEF C_EXT_QUOTED = 13
-DEF C_EXT_QUOTED_PAIR = 14
-DEF C_EXT_AFTER_QUOTE = 15
-DEF C_EXT_NAME_WS = 16
-DEF C_TRAILER_NAME = 17
-DEF C_TRAILER_VALUE = 18
+cdef enum ChunkState:  # where _framing_byte is in chunked framing (RFC 9112 §7.1)
+    C_SIZE
+    C_DATA
+    C_DATA_CR
+    C_DATA_LF
+    C_TRAILER
+    C_DONE
+    C_SIZE_LF
+    C_EXT
+    C_EXT_WS
+    C_TRAILER_LF
+    C_EXT_NAME
+    C_EXT_VALUE_START
+    C_EXT_VALUE
+    C_EXT_QUOTED
+    C_EXT_QUOTED_PAIR
+    C_EXT_AFTER_QUOTE
+    C_EXT_NAME_WS
+    C_TRAILER_NAME
+    C_TRAILER_VALUE
 
-DEF MAX_CHUNK_SIZE_DIGITS = 15
-DEF TRAILER_NAME_KEPT = 20  # longer than any name _FORBIDDEN_TRAILERS holds
+cdef enum:
+    MAX_CHUNK_SIZE_DIGITS = 15
+    TRAILER_NAME_KEPT = 20  # longer than any name _FORBIDDEN_TRAILERS holds
 
 # Byte classes of RFC 9110 §5.6.2 (tchar) and §5.5 (field-vchar, SP, HTAB, obs-text),
 # filled once at import; the head scanner looks every byte up here.
@@ -149,15 +153,18 @@ cdef class _HeadCollector:
 # Lowercased header names and what they mean for framing, cached by the name as sent
 # (servers and clients repeat the same spellings); bounded against random names.
 cdef dict _NAME_INFO = {}
-DEF NAME_CACHE_MAX = 1024
-DEF H_OTHER = 0
-DEF H_CONTENT_LENGTH = 1
-DEF H_TRANSFER_ENCODING = 2
-DEF H_HOST = 3
-DEF H_EXPECT = 4
-DEF H_CONNECTION = 5
-DEF H_HOP_BY_HOP = 6
-DEF H_UPGRADE = 7
+cdef enum:
+    NAME_CACHE_MAX = 1024
+
+cdef enum HeaderCode:  # what a header name means for framing and hop-by-hop handling
+    H_OTHER
+    H_CONTENT_LENGTH
+    H_TRANSFER_ENCODING
+    H_HOST
+    H_EXPECT
+    H_CONNECTION
+    H_HOP_BY_HOP
+    H_UPGRADE
 _NAME_CODES = {b"content-length": H_CONTENT_LENGTH, b"transfer-encoding": H_TRANSFER_ENCODING,
                b"host": H_HOST, b"expect": H_EXPECT, b"connection": H_CONNECTION,
                b"keep-alive": H_HOP_BY_HOP, b"proxy-connection": H_HOP_BY_HOP,
@@ -199,7 +206,8 @@ cdef inline void _note_header(Head head, bytes name, bytes value) except *:
             else head.transfer_encoding + b"," + value
         head.has_transfer_encoding = True
     elif code == H_HOST:
-        if head.host is not None:  # RFC 9112 §3.2: more than one Host is a 400
+        if head.host is not None and head.method is not None:
+            # RFC 9112 §3.2: a request with more than one Host is a 400.
             raise ProtocolError("more than one Host header field")
         head.host = value
     elif code == H_EXPECT:
@@ -262,8 +270,9 @@ cdef bint _is_token(bytes data):
 
 
 cdef bint _final_coding_is_chunked(bytes transfer_encoding) except -1:
-    """Whether the codings end with chunked, applied once (RFC 9112 §6.1, §7);
-    ProtocolError for a list element that is not a token."""
+    """Whether the codings end with chunked (RFC 9112 §6.3: a response whose final
+    coding is another is read until close; a request must be plain chunked, which
+    `_check_semantics` requires); ProtocolError for an element that is not a token."""
     cdef list codings = []
     cdef bytes coding
     for part in transfer_encoding.split(b","):
@@ -275,10 +284,7 @@ cdef bint _final_coding_is_chunked(bytes transfer_encoding) except -1:
         codings.append(coding)
     if not codings:
         raise ProtocolError("empty Transfer-Encoding")
-    cdef Py_ssize_t last = len(codings) - 1
-    if b"chunked" in codings[:last]:
-        raise ProtocolError("chunked applied before another transfer coding")
-    return <bytes>codings[last] == b"chunked"
+    return <bytes>codings[len(codings) - 1] == b"chunked"
 
 
 cdef class HTTP1Reader:

@@ -192,9 +192,10 @@ class Exchange:
             self.upstream = upstream
             ctx.server_conn = upstream.server
         had_body = not self.request_body_done
-        upstream.endpoint.write(request_head)
         if had_body:
-            await self.stream_request_body()
+            await self.stream_request_body(request_head)
+        else:
+            upstream.endpoint.write(request_head)
         try:
             resp = await self.read_response_head(upstream, head.method)
         except StaleUpstream:
@@ -270,17 +271,18 @@ class Exchange:
         if upstream is None:
             return False
         had_body = not self.request_body_done
-        self.send_request(upstream, request)
         if had_body:
-            await self.stream_request_body()
+            await self.stream_request_body(self.request_bytes(request))
             request.timestamp_end = time.time()
+        else:
+            upstream.endpoint.write(self.request_bytes(request))
         try:
             resp_head = await self.read_response_head(upstream, self.head.method)
         except StaleUpstream:
             upstream = await self.reopen_stale(upstream, had_body)
             if upstream is None:
                 return False
-            self.send_request(upstream, request)
+            upstream.endpoint.write(self.request_bytes(request))
             resp_head = await self.read_response_head(upstream, self.head.method)
         response = flow.response = Response(resp_head.version, resp_head.status_code,
                                             resp_head.reason, Headers(resp_head.fields),
@@ -327,7 +329,8 @@ class Exchange:
             request.headers.fields = _with_host(head.fields, route.host_header.encode())
         return flow
 
-    def send_request(self, upstream: Upstream, request: Request) -> None:
+    def request_bytes(self, request: Request) -> bytes:
+        """The flow's request head for the upstream, with its body when it was gathered."""
         _check_flow_fields(request.headers.fields)
         start = request.start_line(self.head.version)
         route_drop = _without_host(self.route.drop)  # the flow's Host (make_flow, addons) is sent
@@ -338,10 +341,8 @@ class Exchange:
             drop = route_drop | HOP_BY_HOP_REFRAMED
             if self.head.upgrade:  # Upgrade and Connection go end to end (routing._drop_set)
                 drop = drop - {b"upgrade", b"connection"}
-            upstream.endpoint.write(build_head(start, list(request.headers.fields), drop, extra) + body)
-        else:
-            upstream.endpoint.write(build_head(start, list(request.headers.fields),
-                                               route_drop, None))
+            return build_head(start, list(request.headers.fields), drop, extra) + body
+        return build_head(start, list(request.headers.fields), route_drop, None)
 
     async def answer_from_flow(self, flow: HTTPFlow) -> bool:
         """An addon set `flow.response` in `request`: answer without the upstream."""
@@ -428,7 +429,10 @@ class Exchange:
             self.flow.server_conn = upstream.server
         return upstream
 
-    async def stream_request_body(self) -> None:
+    async def stream_request_body(self, head: bytes | None = None) -> None:
+        """Relay the request body upstream as it comes, after `head` when given: the
+        head goes out with the first body bytes, and not at all when they break the
+        framing, so that a refused request leaves nothing at the origin."""
         if self.request_body_done:
             return
         if self.head.expect_continue and self.head.version == b"HTTP/1.1":
@@ -436,7 +440,9 @@ class Exchange:
         rec = self.rec
         tee = None if rec is None else rec.request_tee
         try:
-            await self.ctx.client.relay_body(self.upstream.endpoint, None, tee, until_reply=True)
+            await self.ctx.client.relay_body(self.upstream.endpoint, head, tee, until_reply=True)
+        except BodyErrorBeforeHead as e:
+            raise ProtocolError(str(e)) from None  # the client's fault: a 400
         except EarlyResponse:
             # The origin answers before it read the whole body (a 413, a 405): pass that
             # on. The rest of the body would be read as a request: the client connection
