@@ -26,7 +26,8 @@ from fastproxy.log import logger
 from fastproxy.proxy import capture
 from fastproxy.proxy.context import Layer, RootContext
 from fastproxy.proxy.layers.routing import Route, route_request
-from fastproxy.proxy.layers.semantics import HOP_BY_HOP, HOP_BY_HOP_REFRAMED, check_fields
+from fastproxy.proxy.layers.semantics import (HOP_BY_HOP, HOP_BY_HOP_REFRAMED, check_fields,
+                                              check_status)
 from fastproxy.proxy.layers.websocket import handshake as websocket_handshake
 from fastproxy.proxy.layers.websocket import mark_upgraded, wants_handshake_flow
 from fastproxy.proxy.streams import (BodyErrorBeforeHead, ConnectionGone, EarlyResponse,
@@ -331,7 +332,7 @@ class Exchange:
 
     def request_bytes(self, request: Request) -> bytes:
         """The flow's request head for the upstream, with its body when it was gathered."""
-        _check_flow_fields(request.headers.fields)
+        _check_flow_request(request)
         start = request.start_line(self.head.version)
         route_drop = _without_host(self.route.drop)  # the flow's Host (make_flow, addons) is sent
         if request.raw_content is not None and self.request_body_done:
@@ -391,7 +392,6 @@ class Exchange:
         return self.finish(upstream, resp_head)
 
     def write_response(self, response: Response) -> None:
-        _check_flow_fields(response.headers.fields)
         body = response.raw_content or b""
         extra = [(b"Content-Length", str(len(body)).encode())]
         fields = list(response.headers.fields)
@@ -576,6 +576,13 @@ def _status_line(head) -> bytes:
 
 
 def _response_line(response: Response) -> bytes:
+    """The status line of a flow's response, once what an addon may have changed past
+    the model's own checks (the status code, the field list itself) is checked."""
+    try:
+        check_status(response.status_code)
+        check_fields(response.headers.fields)
+    except ProtocolError as e:
+        raise InvalidFlowHeaders(f"an addon set an invalid response: {e}") from None
     return response.status_line()
 
 
@@ -622,12 +629,13 @@ def _reframed_drop(fields: list) -> frozenset:
     return HOP_BY_HOP_REFRAMED | listed if listed else HOP_BY_HOP_REFRAMED
 
 
-def _check_flow_fields(fields: list) -> None:
-    """Refuse header fields an addon made unsendable (see InvalidFlowHeaders)."""
+def _check_flow_request(request: Request) -> None:
+    """Refuse header fields an addon made unsendable by changing `headers.fields`
+    itself (the model checks what is assigned through it; see InvalidFlowHeaders)."""
     try:
-        check_fields(fields)
+        check_fields(request.headers.fields)
     except ProtocolError as e:
-        raise InvalidFlowHeaders(f"an addon set an invalid header: {e}") from None
+        raise InvalidFlowHeaders(f"an addon set an invalid request: {e}") from None
 
 
 def serialize_response(response: Response, close: bool) -> bytes:
