@@ -5,7 +5,10 @@ between the two) and fastproxy.io._encode (the writer's encoder)."""
 import os
 
 from Cython.Build import cythonize
+from Cython.Compiler import Options
 from setuptools import Extension, setup
+
+Options.warning_errors = True  # a Cython warning fails `make build`, as aiohttp's does
 
 LINETRACE = os.environ.get("FASTPROXY_LINETRACE") == "1"  # `make debug`: for profilers
 MODULES = {
