@@ -7,6 +7,10 @@ closes. The clock stops when that answer arrives, so every byte has crossed the 
 no half-close has to survive the proxy. The payload is zeros after the length: neither TLS
 nor HTTP, so the proxy relays it.
 
+The SOCKS5 row is the same relay reached through a SOCKS5 handshake (RFC 1928, no
+authentication, an IPv4 address) instead of CONNECT: after the handshake both are the
+same Cython relay, so the two rows should match.
+
 The C anchor is nginx's stream module (`nginx-stream`): one worker relaying the same bytes
 to the same sink, but the client connects to it directly (no CONNECT request: nginx's
 stream module cannot answer one). It shows what a C relay reaches on this machine, where
@@ -96,19 +100,48 @@ def transfer(sock: socket.socket, total: int, deadline_s: float = 120.0) -> floa
     return elapsed
 
 
-#: name -> (label, make(port, sink_port) -> Server or None for direct, the client sends CONNECT)
+def socks5_via(proxy_port: int, dest_port: int) -> socket.socket:
+    """A SOCKS5 CONNECT to 127.0.0.1:dest_port; the socket past the success reply."""
+    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(b"\x05\x01\x00")
+    if _recv_exact(s, 2) != b"\x05\x00":
+        raise RuntimeError("SOCKS5 proxy refused the no-authentication method")
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + dest_port.to_bytes(2, "big"))
+    reply = _recv_exact(s, 10)
+    if reply[1] != 0:
+        raise RuntimeError(f"SOCKS5 CONNECT answered {reply[1]:#04x}")
+    return s
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise RuntimeError(f"proxy closed during the SOCKS5 handshake: {data!r}")
+        data += chunk
+    return data
+
+
+#: name -> (label, make(port, sink_port) -> Server or None for direct,
+#:          how the client reaches the sink: True CONNECT, "socks5", False directly)
 TUNNEL_TARGETS = {
     "direct": ("direct to the sink (no proxy)", None, False),
     "fastproxy": ("fastproxy regular, CONNECT", lambda p, _: fastproxy(p, "regular"), True),
+    "fastproxy-socks5": ("fastproxy socks5, SOCKS5 CONNECT",
+                         lambda p, _: fastproxy(p, "socks5", name="fastproxy-socks5"), "socks5"),
     "nginx-stream": ("nginx stream proxy (C relay, no CONNECT)", peers.nginx_stream, False),
     "mitmdump": ("mitmdump regular, CONNECT", lambda p, _: peers.mitmdump(p, "regular"), True),
 }
 
 
-def open_to_sink(srv: Server | None, sink_port: int, via_connect: bool) -> socket.socket:
+def open_to_sink(srv: Server | None, sink_port: int, via_connect: bool | str) -> socket.socket:
     """A socket whose bytes reach the sink: direct, through a plain relay, or via CONNECT."""
     if srv is None:
         return socket.create_connection(("127.0.0.1", sink_port), timeout=30)
+    if via_connect == "socks5":
+        return socks5_via(srv.port, sink_port)
     if via_connect:
         return connect_via(srv.port, sink_port)
     return socket.create_connection(("127.0.0.1", srv.port), timeout=30)
@@ -136,7 +169,7 @@ def tunnel(ctx: Context) -> list[dict]:
     return rows
 
 
-def tunnel_target(ctx: Context, name: str, label: str, make, via_connect: bool,
+def tunnel_target(ctx: Context, name: str, label: str, make, via_connect: bool | str,
                   sink_port: int) -> dict:
     row = {"scenario": "tunnel", "target": name, "label": label, "bytes": GIB}
     srv = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from fastproxy.addonmanager import AddonManager
 from fastproxy.hooks import HOOKS
@@ -38,9 +38,15 @@ def _add_run_parser(commands, options: Options) -> None:
         "run", help="run the proxy", epilog=_options_epilog(options),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the intercepting proxy (flags as mitmdump's).")
-    run.add_argument("-p", "--listen-port", type=int, help="port to listen on (default 8080)")
+    run.add_argument("-p", "--listen-port", type=int,
+                     help="port to listen on (default 8080; 1080 in socks5 mode)")
     run.add_argument("--listen-host", help="address to listen on (default 127.0.0.1)")
-    run.add_argument("-m", "--mode", help="regular (default), reverse:URL, upstream:URL")
+    run.add_argument("-m", "--mode", action="append", metavar="MODE",
+                     help="regular (default), reverse:URL, upstream:URL, socks5, transparent; "
+                          "MODE@[HOST:]PORT listens there; repeat for several listeners, "
+                          "e.g. --mode regular@8080 --mode socks5@1080")
+    run.add_argument("--proxyauth", metavar="USER:PASS|@HTPASSWD",
+                     help="require proxy authentication (regular, upstream, socks5)")
     run.add_argument("-s", "--script", dest="scripts", action="append", default=[],
                      metavar="SCRIPT", help="load an addon script (repeatable)")
     run.add_argument("-w", "--save-stream-file", metavar="FILE",
@@ -70,6 +76,8 @@ def _apply_run_args(args: argparse.Namespace, options: Options) -> None:
                        ("mode", "mode"), ("workers", "workers")):
         if getattr(args, flag) is not None:
             values[name] = getattr(args, flag)
+    if args.proxyauth is not None:
+        values["proxyauth"] = args.proxyauth
     if args.scripts:
         values["scripts"] = args.scripts
     if args.ssl_insecure:
@@ -93,16 +101,25 @@ def _serve(options: Options, addons: AddonManager) -> int:
     import uvloop
 
     from fastproxy.master import Master
-    from fastproxy.proxy.mode_specs import ProxyMode
-    ProxyMode.parse(options.mode)  # a bad mode is an error before anything starts
     setup_termlog(options.termlog_verbosity)
     try:
         uvloop.run(Master(options, addons).run())
     except OSError as e:
-        print(f"fastproxy: cannot listen on {options.listen_host}:{options.listen_port}: {e}",
-              file=sys.stderr)
+        print(f"fastproxy: cannot listen ({', '.join(options.mode)}): {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def check_run_options(options: Options) -> None:
+    """Refuse, before anything starts, what the proxy could not serve (exit status 2)."""
+    from fastproxy.proxy.proxyauth import make_validator
+    from fastproxy.proxy.server import parse_modes
+    modes = parse_modes(options.mode)  # an unknown or unsupported mode
+    make_validator(options.proxyauth)
+    if options.upstream_auth is not None and ":" not in options.upstream_auth:
+        raise ValueError(f"invalid upstream_auth {options.upstream_auth!r}: expected user:pass")
+    if options.workers > 1 and len(modes) > 1:
+        raise ValueError("--workers with several --mode listeners is not supported")
 
 
 def cmd_run(args: argparse.Namespace, options: Options, addons: AddonManager) -> int:
@@ -110,8 +127,7 @@ def cmd_run(args: argparse.Namespace, options: Options, addons: AddonManager) ->
         for script in args.scripts:  # first, so that --set can reach their options
             addons.load_script(script)
         _apply_run_args(args, options)
-        from fastproxy.proxy.mode_specs import ProxyMode
-        ProxyMode.parse(options.mode)
+        check_run_options(options)
         from fastproxy.addons.save import preflight
         preflight(options)  # an unwritable -w FILE is fatal here, not a log line later
     except (OptionsError, ValueError, FileNotFoundError, SyntaxError, ImportError) as e:

@@ -128,7 +128,8 @@ class Flow(Serializable):
             "id": self.id,
             "error": None if self.error is None else self.error.get_state(),
             "client_conn": self.client_conn.get_state(),
-            "server_conn": self.server_conn.get_state(),
+            # None before the request went upstream: an unconnected server, as mitmproxy has
+            "server_conn": (self.server_conn or Server(address=None)).get_state(),
             "intercepted": self.intercepted,
             "is_replay": self.is_replay,
             "marked": self.marked,

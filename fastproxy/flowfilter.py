@@ -324,3 +324,6 @@ def _all_of(parts: list[Matcher]) -> Matcher:
 
 def _any_of(parts: list[Matcher]) -> Matcher:
     return lambda f: any(p(f) for p in parts)
+
+TFilter = Filter
+"""mitmproxy's name for a parsed filter's type (``flowfilter.TFilter``)."""

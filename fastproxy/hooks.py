@@ -3,11 +3,19 @@
 This is the one table of events (../shared/spec/events.rst). The addon manager builds its
 listener table from it, `fastproxy run --help` documents it, and the proxy asks the
 manager, per event, whether anybody listens before building anything for it.
+
+The spec's names are the contract. mitmproxy's current names are in the table too:
+`ALIASES` are other names for a spec event (``client_connected(client)`` is
+``clientconnect(root_layer)`` seen with mitmproxy's argument): an addon may use either,
+the proxy fires the event once, and the manager adapts the arguments for the alias. The
+events of category "mitmproxy" have no spec name (``running``, ``server_connected``,
+the TLS events...): they are events of their own, under mitmproxy's name and arguments.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +26,24 @@ class Hook:
     args: tuple[str, ...]
     category: str
     doc: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """mitmproxy's current name for a spec event, and how its arguments are made."""
+
+    name: str
+    event: str
+    """The spec event it is another name for."""
+    args: tuple[str, ...]
+    adapt: Callable[..., tuple] | None
+    """The spec event's arguments -> the alias's; None: the same arguments."""
+    doc: str
+
+
+def _server_data(server_conn: Any) -> tuple:
+    from fastproxy.proxy.server_hooks import ServerConnectionHookData
+    return (ServerConnectionHookData.of(server_conn),)
 
 
 _TABLE = (
@@ -63,6 +89,46 @@ _TABLE = (
          "A TCP payload arrived (flow.messages[-1]); it can be changed."),
     Hook("tcp_end", ("flow",), "tcp", "A TCP flow ended."),
     Hook("tcp_error", ("flow",), "tcp", "A TCP flow failed."),
+    # mitmproxy's events with no spec name (mitmproxy.hooks / proxy.server_hooks / tls)
+    Hook("running", (), "mitmproxy", "The proxy is listening (after configure)."),
+    Hook("server_connected", ("data",), "mitmproxy",
+         "An upstream connection is open; data.server, data.client (ServerConnectionHookData)."),
+    Hook("server_connect_error", ("data",), "mitmproxy",
+         "An upstream connection failed; data.server.error says why."),
+    Hook("tls_clienthello", ("data",), "mitmproxy",
+         "A TLS ClientHello arrived (data.client_hello, data.context); "
+         "data.ignore_connection = True passes the connection through untouched."),
+    Hook("tls_start_client", ("data",), "mitmproxy",
+         "TLS toward the client is about to start (data.conn, data.context)."),
+    Hook("tls_start_server", ("data",), "mitmproxy", "TLS toward the server is about to start."),
+    Hook("tls_established_client", ("data",), "mitmproxy", "TLS with the client is up."),
+    Hook("tls_established_server", ("data",), "mitmproxy", "TLS with the server is up."),
+    Hook("tls_failed_client", ("data",), "mitmproxy",
+         "The TLS handshake with the client failed; data.conn.error says why."),
+    Hook("tls_failed_server", ("data",), "mitmproxy",
+         "The TLS handshake with the server failed; data.conn.error says why."),
+    Hook("http_connect_upstream", ("flow",), "mitmproxy",
+         "A CONNECT is about to be sent to an upstream proxy (its headers can be changed)."),
+    Hook("http_connected", ("flow",), "mitmproxy",
+         "The upstream proxy accepted a CONNECT (upstream mode)."),
+    Hook("http_connect_error", ("flow",), "mitmproxy",
+         "The upstream proxy refused a CONNECT (upstream mode); flow.error or response say why."),
 )
 
 HOOKS: dict[str, Hook] = {hook.name: hook for hook in _TABLE}
+
+ALIASES: dict[str, Alias] = {alias.name: alias for alias in (
+    Alias("client_connected", "clientconnect", ("client",),
+          lambda root_layer: (root_layer.client_conn,), "clientconnect, given the Client."),
+    Alias("client_disconnected", "clientdisconnect", ("client",),
+          lambda root_layer: (root_layer.client_conn,), "clientdisconnect, given the Client."),
+    Alias("server_connect", "serverconnect", ("data",), _server_data,
+          "serverconnect, given ServerConnectionHookData (data.server, data.client)."),
+    Alias("server_disconnected", "serverdisconnect", ("data",), _server_data,
+          "serverdisconnect, given ServerConnectionHookData."),
+    Alias("add_log", "log", ("entry",), None, "log (mitmproxy 7-8's name)."),
+)}
+"""mitmproxy's current names for spec events, by name."""
+
+ALL_NAMES: tuple[str, ...] = (*HOOKS, *ALIASES, "load")
+"""Every method name the manager treats as an event (load(loader) is called on adding)."""

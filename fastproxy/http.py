@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from typing import Any
 
 from fastproxy import flow
-from fastproxy.net import encoding
+from fastproxy.net import encoding, multipart
 from fastproxy.serializable import Serializable, State
 from fastproxy.websocket import WebSocketData
 
@@ -223,8 +223,8 @@ def _make_headers(headers: Any) -> Headers:
         return headers
     if isinstance(headers, Mapping):
         return Headers([(_bytes(k), _bytes(v)) for k, v in headers.items()])
-    if isinstance(headers, Iterable):
-        return Headers(list(headers))
+    if isinstance(headers, Iterable):  # str pairs (mitmproxy accepts them) become bytes
+        return Headers([(_bytes(k), _bytes(v)) for k, v in headers])
     raise TypeError(f"expected headers as a dict or pairs, not {type(headers).__name__}")
 
 
@@ -710,10 +710,22 @@ class Request(Message):
                     pairs.append((name, value))
         return tuple(pairs)
 
+    def _set_cookies(self, pairs: Iterable[tuple[str, str]]) -> None:
+        header = "; ".join(f"{name}={value}" for name, value in pairs)
+        if header:
+            self.headers["Cookie"] = header
+        elif "cookie" in self.headers:
+            del self.headers["Cookie"]
+
     @property
     def cookies(self) -> MultiDictView:
-        """The Cookie header's ``name=value`` pairs (RFC 6265 §5.4), read-only."""
-        return MultiDictView(self._get_cookies)
+        """The Cookie header's ``name=value`` pairs (RFC 6265 §5.4), as a live multidict:
+        changing it rewrites the header (one ``Cookie`` field)."""
+        return MultiDictView(self._get_cookies, self._set_cookies)
+
+    @cookies.setter
+    def cookies(self, value: Iterable[tuple[str, str]] | Mapping[str, str]) -> None:
+        self._set_cookies(value.items() if isinstance(value, Mapping) else value)
 
     def _get_urlencoded_form(self) -> tuple[tuple[str, str], ...]:
         if "application/x-www-form-urlencoded" not in self.headers.get("content-type", "").lower():
@@ -721,10 +733,39 @@ class Request(Message):
         text = self.get_text(strict=False) or ""
         return tuple(urllib.parse.parse_qsl(text, keep_blank_values=True, errors="surrogateescape"))
 
+    def _set_urlencoded_form(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.headers["content-type"] = "application/x-www-form-urlencoded"
+        self.content = urllib.parse.urlencode(list(pairs), errors="surrogateescape").encode()
+
     @property
     def urlencoded_form(self) -> MultiDictView:
-        """The body's form fields if it is application/x-www-form-urlencoded, read-only."""
-        return MultiDictView(self._get_urlencoded_form)
+        """The body's form fields if it is application/x-www-form-urlencoded, as a live
+        multidict; changing it (or assigning pairs or a dict) rewrites the body and sets
+        that Content-Type, as mitmproxy does."""
+        return MultiDictView(self._get_urlencoded_form, self._set_urlencoded_form)
+
+    @urlencoded_form.setter
+    def urlencoded_form(self, value: Iterable[tuple[str, str]] | Mapping[str, str]) -> None:
+        self._set_urlencoded_form(value.items() if isinstance(value, Mapping) else value)
+
+    def _get_multipart_form(self) -> tuple[tuple[bytes, bytes], ...]:
+        return multipart.decode(self.headers.get("content-type", ""), self.get_content(strict=False) or b"")
+
+    def _set_multipart_form(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        boundary = multipart.boundary_of(self.headers.get("content-type", ""))
+        content_type, body = multipart.encode(pairs, boundary)
+        self.headers["content-type"] = content_type
+        self.content = body
+
+    @property
+    def multipart_form(self) -> MultiDictView:
+        """The body's multipart/form-data fields (bytes keys and values) as a live multidict;
+        changing it re-encodes the body (keeping the boundary)."""
+        return MultiDictView(self._get_multipart_form, self._set_multipart_form)
+
+    @multipart_form.setter
+    def multipart_form(self, value: Iterable[tuple[Any, Any]] | Mapping[Any, Any]) -> None:
+        self._set_multipart_form(value.items() if isinstance(value, Mapping) else value)
 
     def head_bytes(self, form: str | None = None) -> bytes:
         """The HTTP/1 request head: request line, fields and the empty line (RFC 9112 §3.2).
@@ -809,13 +850,20 @@ class Response(Message):
     def _get_cookies(self) -> tuple[tuple[str, tuple[str, MultiDictView]], ...]:
         return tuple(_parse_set_cookie(h) for h in self.headers.get_all("set-cookie"))
 
+    def _set_cookies(self, pairs: Iterable[tuple[str, Any]]) -> None:
+        self.headers.set_all("set-cookie", [_format_set_cookie(n, v) for n, v in pairs])
+
     @property
     def cookies(self) -> MultiDictView:
-        """Set-Cookie as name -> (value, attributes), read-only (RFC 6265 §4.1).
-
-        Attributes without a value (``HttpOnly``) map to None.
+        """Set-Cookie as name -> (value, attributes) (RFC 6265 §4.1), as a live multidict:
+        changing it rewrites the Set-Cookie fields. Attributes without a value
+        (``HttpOnly``) map to None.
         """
-        return MultiDictView(self._get_cookies)
+        return MultiDictView(self._get_cookies, self._set_cookies)
+
+    @cookies.setter
+    def cookies(self, value: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> None:
+        self._set_cookies(value.items() if isinstance(value, Mapping) else value)
 
     def status_line(self) -> bytes:
         """``VERSION code reason`` as bytes (RFC 9112 §4)."""
@@ -825,6 +873,18 @@ class Response(Message):
         """The HTTP/1 response head: status line, fields and the empty line (RFC 9112 §4)."""
         start = [self._http_version, b" ", b"%d" % self.status_code, b" ", self._reason]
         return _head(start, self.headers.fields)
+
+
+def _format_set_cookie(name: str, value: Any) -> str:
+    """A Set-Cookie value from name and value or (value, attributes)."""
+    if isinstance(value, str):
+        return f"{name}={value}"
+    value, attrs = value
+    items = attrs.items(multi=True) if hasattr(attrs, "fields") else (
+        attrs.items() if isinstance(attrs, Mapping) else attrs)
+    parts = [f"{name}={value}"]
+    parts += [k if v is None else f"{k}={v}" for k, v in items]
+    return "; ".join(parts)
 
 
 def _parse_set_cookie(header: str) -> tuple[str, tuple[str, MultiDictView]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 import signal
 import socket
@@ -31,6 +32,9 @@ class Master:
         self.server: ProxyServer | None = None
         self.address: tuple[str, int] | None = None
         self._stop: asyncio.Event | None = None
+        self.running = False
+        self.commands = addons.commands
+        addons.master.shutdown_callback = self.shutdown
 
     async def run(self, sock: socket.socket | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -38,22 +42,34 @@ class Master:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
         log_handler = AddonLogHandler(self._deliver_log)
-        logger.addHandler(log_handler)
+        root_logger = logging.getLogger()  # addons log to the root logger (or below it)
+        root_logger.addHandler(log_handler)
         try:
             await self._configure_all()
             self.options.subscribe(self._options_changed)
             self.server = ProxyServer(self.options, self.addons)
             self.address = await self.server.start(sock)
-            logger.info("HTTP(S) proxy listening at %s:%d (%s mode%s).", *self.address,
-                        self.options.mode, _worker_note(self.options))
+            for listener in self.server.listeners:
+                host, port = listener.address
+                logger.info("%s listening at %s:%d (%s mode%s).", _description(listener.mode),
+                            f"[{host}]" if ":" in host else host, port,
+                            listener.mode.full_spec, _worker_note(self.options))
+            self.running = True
+            if self.addons.listeners.running:
+                await self.addons.trigger("running")
             ticker = loop.create_task(self._tick()) if self.addons.listeners.tick else None
+            watcher = None
+            if self.addons.scripts:
+                from fastproxy.script import watch
+                watcher = loop.create_task(watch(self.addons.scripts, lambda: self.running))
             await self._stop.wait()
-            if ticker is not None:
-                ticker.cancel()
+            for task in (ticker, watcher):
+                if task is not None:
+                    task.cancel()
             await self.server.stop()
             await self.addons.trigger("done")
         finally:
-            logger.removeHandler(log_handler)
+            root_logger.removeHandler(log_handler)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
@@ -85,6 +101,11 @@ class Master:
                 print(f"Addon error in log hook: {e!r}", file=sys.stderr)
 
 
+def _description(mode) -> str:
+    from fastproxy.proxy.mode_specs import ReverseMode
+    return "Reverse proxy" if isinstance(mode, ReverseMode) else mode.description
+
+
 def _worker_note(options: Options) -> str:
     return f", worker {options.worker_index + 1}/{options.workers}" if options.workers > 1 else ""
 
@@ -95,7 +116,10 @@ def run_workers(options: Options, serve_one) -> int:
     The parent binds the port first (so `-p 0` gives every worker the same port), keeps
     no listening socket of its own, passes SIGINT/SIGTERM on, and waits for them all.
     """
-    reserve = listen_socket(options.listen_host, options.listen_port, reuse_port=True)
+    from fastproxy.proxy.server import parse_modes
+    first = parse_modes(options.mode)[0]
+    reserve = listen_socket(first.listen_host(options.listen_host),
+                            first.listen_port(options.listen_port), reuse_port=True)
     port = reserve.getsockname()[1]
     reserve.close()
     options.update(listen_port=port)

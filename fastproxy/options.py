@@ -151,9 +151,12 @@ def _copy(value: Any) -> Any:
 
 CORE_OPTIONS: tuple[tuple, ...] = (
     ("listen_host", str, "127.0.0.1", "Address to listen on."),
-    ("listen_port", int, 8080, "Port to listen on (0 picks a free one)."),
-    ("mode", str, "regular",
-     "Proxy mode: regular, reverse:URL (http://, https://, tcp://), upstream:URL."),
+    ("listen_port", int, None,
+     "Port to listen on (0 picks a free one); unset, each mode's own: 8080, socks5 1080."),
+    ("mode", list, ["regular"],
+     "Proxy modes, one listener each: regular, reverse:URL (http://, https://, tcp://), "
+     "upstream:URL, socks5, transparent; MODE@[HOST:]PORT listens elsewhere than "
+     "listen_host:listen_port. -m/--mode is repeatable."),
     ("workers", int, 1, "Worker processes sharing the listening port (SO_REUSEPORT)."),
     ("worker_index", int, 0, "This process's worker number (set by the proxy itself)."),
     ("scripts", list, [], "Addon scripts to load (-s)."),
@@ -184,4 +187,35 @@ CORE_OPTIONS: tuple[tuple, ...] = (
      "client gets 504 (HTTP/1 and HTTP/2)."),
     ("upstream_pool_size", int, 256, "Idle upstream connections kept per host:port."),
     ("upstream_idle_timeout", float, 60.0, "Seconds an idle upstream connection is kept."),
+    ("h2_max_concurrent_streams", int, 100,
+     "HTTP/2: streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)."),
+    ("h2_max_resets", int, 2000,
+     "HTTP/2: streams a client may reset on one connection before GOAWAY "
+     "ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487)."),
+    ("h2_max_resets_per_second", int, 200,
+     "HTTP/2: stream resets per second a client may send before GOAWAY ENHANCE_YOUR_CALM."),
+    ("h2_max_settings_per_second", int, 100,
+     "HTTP/2: SETTINGS frames per second a client may send before GOAWAY ENHANCE_YOUR_CALM."),
+    ("h2_max_pings_per_second", int, 100,
+     "HTTP/2: PING frames per second a client may send before GOAWAY ENHANCE_YOUR_CALM."),
+    ("h2_max_priority_per_second", int, 1000,
+     "HTTP/2: PRIORITY frames per second a client may send before GOAWAY ENHANCE_YOUR_CALM."),
+    ("h2_max_window_updates_per_second", int, 10000,
+     "HTTP/2: WINDOW_UPDATE frames per second a client may send before GOAWAY "
+     "ENHANCE_YOUR_CALM."),
+    ("h2_max_header_list_size", int, 64 * 1024,
+     "HTTP/2: largest decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE; bounds HPACK "
+     "and CONTINUATION abuse); past it GOAWAY COMPRESSION_ERROR."),
+    ("h2_stall_timeout", float, 60.0,
+     "HTTP/2: seconds a stream may wait for a client's flow-control window to open; "
+     "then GOAWAY ENHANCE_YOUR_CALM."),
+    ("upstream_auth", str, None,
+     "upstream mode: user:pass sent to the upstream proxy as Proxy-Authorization (Basic)."),
+    ("proxyauth", str, None,
+     "Require proxy authentication (regular, upstream and socks5 modes): user:pass, or "
+     "@FILE for an htpasswd file (bcrypt and SHA1 entries)."),
+    ("block_global", bool, True,
+     "Refuse clients from public (global) IP addresses."),
+    ("block_private", bool, False,
+     "Refuse clients from private IP addresses (loopback is never refused)."),
 )

@@ -89,6 +89,11 @@ class WebSocketMessage(Serializable):
         self.drop()
 
     @property
+    def killed(self) -> bool:
+        """True once `kill()`/`drop()` was called (the event table's name for `dropped`)."""
+        return self.dropped
+
+    @property
     def text(self) -> str:
         """The content of a TEXT message as str; AttributeError for BINARY."""
         if self.type != Opcode.TEXT:
@@ -142,4 +147,12 @@ def inject(flow: Any, to_client: bool, content: bytes | str, is_text: bool | Non
                                   not to_client, content, injected=True))
 
 
-__all__ = ["WebSocketData", "WebSocketMessage", "inject"]
+__all__ = ["WebSocketData", "WebSocketFlow", "WebSocketMessage", "inject"]
+
+
+def __getattr__(name: str) -> Any:
+    # WebSocketFlow is an HTTPFlow view, and http.py imports this module: load it lazily.
+    if name == "WebSocketFlow":
+        from fastproxy.wsflow import WebSocketFlow
+        return WebSocketFlow
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

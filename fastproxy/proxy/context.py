@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastproxy.connection import Client, Server
+from fastproxy.proxy.server_hooks import current_client
 
 if TYPE_CHECKING:
     from fastproxy.addonmanager import AddonManager
@@ -41,6 +42,7 @@ class RootContext:
         self.awaiting_response: tuple | None = None
         """(upstream endpoint, since) while a response head is awaited: the driver's
         housekeeping aborts it after `read_timeout`."""
+        current_client.set(client_conn)  # for ServerConnectionHookData.client
 
     def __repr__(self) -> str:
         return f"<RootContext {self.client_conn}>"

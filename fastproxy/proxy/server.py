@@ -1,16 +1,21 @@
-"""The listener of one worker process: accepts clients and runs their layers.
+"""The listeners of one worker process: accept clients and run their layers.
 
-This is the only module (with `streams.py` and the relay) that touches sockets. Each
-accepted connection gets an `Endpoint`, a `Client` and a `RootContext`; its first layer
-follows from the proxy mode. Once a second, housekeeping closes connections idle past
+This is the only module (with `streams.py` and the relay) that touches sockets. There is
+one listener per `--mode` (`regular@8080`, `socks5@1080`, ...), each with its own
+upstream pool (in upstream mode, that pool reaches everything through the upstream
+proxy). Each accepted connection gets an `Endpoint`, a `Client` and a `RootContext`; its
+first layer follows from its listener's mode. `block_global` / `block_private` refuse
+clients by address first, as mitmproxy's block addon does. Once a second, housekeeping closes connections idle past
 `idle_timeout`, heads taking longer than `head_timeout`, and stale upstream connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
+from dataclasses import dataclass
 
 from fastproxy._core import HTTP1Reader
 from fastproxy.addonmanager import AddonManager
@@ -18,7 +23,14 @@ from fastproxy.connection import Client, ConnectionState
 from fastproxy.log import logger
 from fastproxy.options import Options
 from fastproxy.proxy.context import Layer, RootContext, run_layer
-from fastproxy.proxy.mode_specs import ProxyMode, ReverseMode
+from fastproxy.proxy.mode_specs import (
+    ProxyMode,
+    RegularMode,
+    ReverseMode,
+    Socks5Mode,
+    TransparentMode,
+    UpstreamMode,
+)
 from fastproxy.proxy.streams import ConnectionGone, Endpoint, ResponseTimedOut
 from fastproxy.proxy.upstream import UpstreamPool
 
@@ -26,9 +38,12 @@ HOUSEKEEPING_INTERVAL = 1.0
 
 
 def listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """A bound, listening TCP socket; SO_REUSEPORT lets worker processes share the port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """A bound, listening TCP socket; SO_REUSEPORT lets worker processes share the port.
+    An empty host listens on every address (IPv6 and IPv4 where the system allows)."""
+    family = socket.AF_INET6 if ":" in host or (not host and socket.has_ipv6) else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
+    if not host and family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -38,69 +53,136 @@ def listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
+@dataclass(eq=False)
+class Listener:
+    """One `--mode`: its socket, its upstream pool and what its clients need."""
+
+    mode: ProxyMode
+    pool: UpstreamPool
+    validator: object = None
+    """The proxyauth check for its clients (None: no authentication)."""
+    server: asyncio.AbstractServer | None = None
+    address: tuple[str, int] | None = None
+    check_clients: bool = False
+    """Whether block_global / block_private can refuse anyone here (not on loopback)."""
+
+
+def blocked(peer: str, options: Options) -> str | None:
+    """Why a client at `peer` is refused (block_global, block_private), or None."""
+    try:
+        address = ipaddress.ip_address(peer.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        address = address.ipv4_mapped or address
+    if address.is_loopback or address.is_link_local:
+        return None
+    if options.block_private and address.is_private:
+        return "block_private"
+    if options.block_global and address.is_global:
+        return "block_global"
+    return None
+
+
 class ProxyServer:
-    """Accepts client connections on one socket and serves each of them."""
+    """Accepts client connections on one socket per mode and serves each of them."""
 
     def __init__(self, options: Options, addons: AddonManager) -> None:
+        from fastproxy.proxy.proxyauth import make_validator
         self.options = options
         self.addons = addons
-        self.mode = ProxyMode.parse(options.mode)
         self.loop = asyncio.get_running_loop()
-        self.pool = UpstreamPool(self.loop, options, addons)
+        self.modes = parse_modes(options.mode)
+        validator = make_validator(options.proxyauth)
+        self.listeners = [Listener(mode, self._pool(mode),
+                                   validator if _authenticates(mode) else None)
+                          for mode in self.modes]
+        self.mode = self.modes[0]
+        self.pool = self.listeners[0].pool
         self.clients: dict[RootContext, float] = {}
         """Open client connections -> when their current partial head was first seen (or 0).
 
         Housekeeping looks at `ctx.client`, the endpoint the layers read from now: after
         TLS interception that is the decrypted one, so the timeouts hold there too."""
-        self._server: asyncio.AbstractServer | None = None
         self._housekeeping: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
 
+    def _pool(self, mode: ProxyMode) -> UpstreamPool:
+        via = None
+        if isinstance(mode, UpstreamMode):
+            from fastproxy.net.server_spec import ServerSpec
+            via = ServerSpec(mode.scheme, mode.address)
+        return UpstreamPool(self.loop, self.options, self.addons, via)
+
     async def start(self, sock: socket.socket | None = None) -> tuple[str, int]:
-        """Start listening; returns the address actually bound."""
+        """Start listening (`sock` is for the first mode); returns the first address bound.
+        Every listener's address is in `self.listeners`."""
         options = self.options
         from fastproxy.proxy.layers.tls import tls_state
         tls_state(options)  # the CA exists (created on first start) before clients come
-        if sock is None:
-            sock = listen_socket(options.listen_host, options.listen_port, options.workers > 1)
-        self._server = await self.loop.create_server(self._new_endpoint, sock=sock)
+        for listener in self.listeners:
+            mode = listener.mode
+            if sock is None:
+                sock = listen_socket(mode.listen_host(options.listen_host),
+                                     mode.listen_port(options.listen_port), options.workers > 1)
+            listener.server = await self.loop.create_server(
+                lambda listener=listener: self._new_endpoint(listener), sock=sock)
+            listener.address = sock.getsockname()[:2]
+            listener.check_clients = not _is_loopback(listener.address[0])
+            sock = None
         self._housekeeping = self.loop.call_later(HOUSEKEEPING_INTERVAL, self._housekeep)
-        return sock.getsockname()[:2]
+        return self.listeners[0].address
 
     async def stop(self) -> None:
         """Stop accepting, close every connection and wait for their layers to end."""
-        if self._server is not None:
-            self._server.close()
+        for listener in self.listeners:
+            if listener.server is not None:
+                listener.server.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         for ctx in list(self.clients):
             ctx.client.abort(ConnectionGone("proxy shutting down"))
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
-        await self.pool.close_all()
+        for listener in self.listeners:
+            await listener.pool.close_all()
 
-    def _new_endpoint(self) -> Endpoint:
+    def _new_endpoint(self, listener: Listener) -> Endpoint:
         options = self.options
         reader = HTTP1Reader(True, options.max_head_size, options.max_headers)
-        return Endpoint(reader, self.loop, self._client_connected)
+        return Endpoint(reader, self.loop, lambda endpoint: self._client_connected(
+            endpoint, listener))
 
-    def _client_connected(self, endpoint: Endpoint) -> None:
-        task = self.loop.create_task(self._serve(endpoint))
+    def _client_connected(self, endpoint: Endpoint, listener: Listener) -> None:
+        if listener.check_clients and self._refused(endpoint):
+            return
+        task = self.loop.create_task(self._serve(endpoint, listener))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, endpoint: Endpoint) -> None:
+    def _refused(self, endpoint: Endpoint) -> bool:
+        peer = endpoint.transport.get_extra_info("peername")
+        reason = blocked(peer[0], self.options) if peer else None
+        if reason is None:
+            return False
+        logger.warning("Client connection from %s refused by the %s option (set %s=false "
+                       "to allow it).", peer[0], reason, reason)
+        endpoint.transport.abort()
+        return True
+
+    async def _serve(self, endpoint: Endpoint, listener: Listener) -> None:
         transport = endpoint.transport
+        mode = listener.mode
         client = Client(peername=transport.get_extra_info("peername")[:2],
                         sockname=transport.get_extra_info("sockname")[:2],
-                        state=ConnectionState.OPEN, proxy_mode=self.mode)
-        ctx = RootContext(client, endpoint, self.mode, self.options, self.addons, self.pool)
+                        state=ConnectionState.OPEN, proxy_mode=mode)
+        ctx = RootContext(client, endpoint, mode, self.options, self.addons, listener.pool)
         self.clients[ctx] = 0.0
         listeners = self.addons.listeners
         try:
             if listeners.clientconnect:
                 await self.addons.trigger("clientconnect", ctx)
-            await run_layer(ctx, self.first_layer(ctx))
+            await run_layer(ctx, first_layer(ctx, listener.validator))
         except ConnectionGone:
             pass
         except Exception:
@@ -114,15 +196,7 @@ class ProxyServer:
                 await self.addons.trigger("clientdisconnect", ctx)
 
     def first_layer(self, ctx: RootContext) -> Layer:
-        from fastproxy.proxy.layers.http1 import HttpLayer
-        from fastproxy.proxy.layers.tunnel import TcpLayer
-        mode = self.mode
-        if isinstance(mode, ReverseMode) and mode.scheme in ("tcp", "tls"):
-            return TcpLayer(ctx, mode.address)
-        if isinstance(mode, ReverseMode) and mode.scheme == "https":
-            from fastproxy.proxy.layers.tls import ReverseTlsLayer
-            return ReverseTlsLayer(ctx)  # TLS or plain HTTP, as the client's first byte says
-        return HttpLayer(ctx)
+        return first_layer(ctx, None)
 
     def _housekeep(self) -> None:
         """Close idle and slow clients; drop stale upstream connections."""
@@ -147,5 +221,58 @@ class ProxyServer:
                 self.clients[ctx] = 0.0
             if endpoint.wait_started and now - endpoint.wait_started > idle_timeout:
                 endpoint.abort(ConnectionGone("idle timeout"))
-        self.pool.sweep()
+        for listener in self.listeners:
+            listener.pool.sweep()
         self._housekeeping = self.loop.call_later(HOUSEKEEPING_INTERVAL, self._housekeep)
+
+
+def parse_modes(specs) -> list[ProxyMode]:
+    """The modes of `--mode` (a list, or one spec); ValueError names a bad one."""
+    if isinstance(specs, str):
+        specs = [specs]
+    if not specs:
+        raise ValueError("no proxy mode given")
+    modes = [ProxyMode.parse(spec) for spec in specs]
+    for mode in modes:
+        if mode.transport_protocol != "tcp":
+            raise ValueError(f"invalid mode {mode.full_spec!r}: UDP modes are not supported")
+        if isinstance(mode, TransparentMode):
+            from fastproxy.proxy.transparent import check_supported
+            check_supported(mode)
+    return modes
+
+
+def _authenticates(mode: ProxyMode) -> bool:
+    return isinstance(mode, (RegularMode, UpstreamMode, Socks5Mode))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def first_layer(ctx: RootContext, validator) -> Layer:
+    """The layer a new client of this mode starts with."""
+    from fastproxy.proxy.layers.http1 import HttpLayer
+    mode = ctx.mode
+    if isinstance(mode, ReverseMode):
+        if mode.scheme in ("tcp", "tls"):
+            from fastproxy.proxy.layers.tunnel import TcpLayer
+            return TcpLayer(ctx, mode.address)
+        from fastproxy.proxy.layers.tls import ReverseTlsLayer
+        return ReverseTlsLayer(ctx)  # TLS or plain HTTP, as the client's first byte says
+    if isinstance(mode, Socks5Mode):
+        from fastproxy.proxy.layers.socks5 import Socks5Layer
+        return Socks5Layer(ctx, validator)
+    if isinstance(mode, TransparentMode):
+        from fastproxy.proxy.transparent import TransparentLayer
+        return TransparentLayer(ctx)
+    if isinstance(mode, UpstreamMode):
+        from fastproxy.proxy.layers.upstream_mode import UpstreamHttpLayer, auth_layer
+        return auth_layer(UpstreamHttpLayer, ctx, validator)
+    if validator is not None:
+        from fastproxy.proxy.layers.upstream_mode import auth_layer
+        return auth_layer(HttpLayer, ctx, validator)
+    return HttpLayer(ctx)

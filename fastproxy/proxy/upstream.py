@@ -3,17 +3,26 @@
 One pool per worker process, shared by all client connections, keyed by
 (scheme, host, port). Idle connections are kept LIFO (the warmest first), at most
 `upstream_pool_size` per key, and closed after `upstream_idle_timeout` seconds.
+
+Each listener has its own pool. In upstream mode (`via`) every connection the layers
+open to host:port is a CONNECT tunnel through the upstream proxy (RFC 9110 §9.3.6),
+except those to the upstream proxy itself (absolute-form requests go there, kept alive
+like any other). A SOCKS5 client is told whether its target could be reached, so its
+connection is made first (`preconnect`) and parked, reading paused, until the layer
+chosen for the tunnel asks for host:port (`connect` adopts it then).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from typing import TYPE_CHECKING
 
-from fastproxy._core import HTTP1Reader
+from fastproxy._core import HEAD, HTTP1Reader, ProtocolError, build_head
 from fastproxy.connection import ConnectionState, Server
 from fastproxy.log import logger
+from fastproxy.net.server_spec import ServerSpec
 from fastproxy.proxy.streams import Endpoint
 
 if TYPE_CHECKING:
@@ -26,11 +35,49 @@ PoolKey = tuple[str, str, int]
 class UpstreamError(Exception):
     """The upstream server could not be reached."""
 
+    cause: BaseException | None = None
+    """The OSError or timeout behind it, when there is one (SOCKS5 reply codes)."""
+
+
+class _Parked(asyncio.Protocol):
+    """A connection made before the layer that will use it. What the server sends first
+    (a server-first protocol: SMTP, SSH) is kept, reading paused, and `wake` called."""
+
+    def __init__(self, wake=None) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self.eof = False
+        self.data: list[bytes] = []
+        self.wake = wake
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.data.append(data)
+        self.transport.pause_reading()  # uvloop only reads after connection_made: here
+        if self.wake is not None:
+            self.wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.wake is not None:
+            self.wake()
+        return True
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+
+
+_parked: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "fastproxy_parked", default=None)
+"""[host, port, _Parked, Server] of this client's parked connection (one task each)."""
+
 
 class Upstream:
     """An open upstream connection: its endpoint and its `Server` object."""
 
-    __slots__ = ("endpoint", "server", "key", "idle_since", "reused")
+    __slots__ = ("endpoint", "idle_since", "key", "reused", "server")
 
     def __init__(self, endpoint: Endpoint, server: Server, key: PoolKey) -> None:
         self.endpoint = endpoint
@@ -44,10 +91,16 @@ class UpstreamPool:
     """Keep-alive upstream connections of one worker."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, options: Options,
-                 addons: AddonManager) -> None:
+                 addons: AddonManager, via: ServerSpec | None = None) -> None:
         self.loop = loop
         self.options = options
         self.addons = addons
+        self.via = via
+        """The upstream proxy (upstream mode), else None."""
+        self.proxy_authorization: bytes | None = None
+        if via is not None and options.upstream_auth:
+            from fastproxy.proxy.proxyauth import basic_credential
+            self.proxy_authorization = basic_credential(options.upstream_auth)
         self.idle: dict[PoolKey, list[Upstream]] = {}
         self._disconnects: set[asyncio.Task] = set()
         """`serverdisconnect` hooks still running (awaited by `close_all`)."""
@@ -85,23 +138,97 @@ class UpstreamPool:
 
         The caller reports the connection's end with `closed(server)`.
         """
-        server = Server(address=(host, port), timestamp_start=time.time())
+        slot = _parked.get()
+        if slot is not None and slot[0] == host and slot[1] == port:
+            _parked.set(None)
+            parked = slot[2]
+            if not parked.lost:
+                server = _adopt(parked.transport, protocol, b"".join(parked.data), slot[3])
+                if parked.eof:
+                    protocol.eof_received()
+                return server
+            self.closed(slot[3])  # it went away while parked: connect anew
+        via = self.via
+        server = Server(address=(host, port), timestamp_start=time.time(), via=via)
         if self.addons.listeners.serverconnect:
             await self.addons.trigger("serverconnect", server)
         host, port = server.address
+        tunnel = via is not None and (host, port) != tuple(via.address)
         try:
+            if tunnel:
+                return await self._connect_via(server, protocol)
             transport, _ = await asyncio.wait_for(
                 self.loop.create_connection(lambda: protocol, host, port),
                 self.options.connect_timeout)
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError, ProtocolError) as e:
             reason = str(e) or type(e).__name__
             server.error = reason
-            raise UpstreamError(f"cannot connect to {host}:{port}: {reason}") from None
-        server.timestamp_tcp_setup = time.time()
-        server.peername = _address(transport.get_extra_info("peername"))
-        server.sockname = _address(transport.get_extra_info("sockname"))
-        server.state = ConnectionState.OPEN
+            error = UpstreamError(f"cannot connect to {host}:{port}: {reason}")
+            error.cause = e
+            raise error from None
+        return _opened(server, transport)
+
+    async def _connect_via(self, server: Server, protocol) -> Server:
+        """A CONNECT tunnel to server.address through the upstream proxy."""
+        via, options = self.via, self.options
+        host, port = server.address
+        endpoint = Endpoint(HTTP1Reader(False, options.max_head_size, options.max_headers),
+                            self.loop)
+        phost, pport = via.address
+        try:
+            transport, _ = await asyncio.wait_for(
+                self.loop.create_connection(lambda: endpoint, phost, pport),
+                options.connect_timeout)
+        except (TimeoutError, OSError) as e:
+            raise OSError(f"upstream proxy {phost}:{pport}: {str(e) or type(e).__name__}")
+        try:
+            if via.scheme == "https":
+                from fastproxy.proxy.layers.tls import tls_state
+                context = tls_state(options).upstream_context([])
+                transport = endpoint.transport = await asyncio.wait_for(self.loop.start_tls(
+                    transport, endpoint, context, server_hostname=phost),
+                    options.connect_timeout)
+            authority = (f"[{host}]" if ":" in host else host) + f":{port}"
+            fields = [(b"Host", authority.encode())]
+            if self.proxy_authorization is not None:
+                fields.append((b"Proxy-Authorization", self.proxy_authorization))
+            endpoint.write(build_head(b"CONNECT %s HTTP/1.1" % authority.encode(), fields,
+                                      None, None))
+            reader = endpoint.reader
+            reader.expect_response_to(b"CONNECT")
+            event = await asyncio.wait_for(endpoint.next_event(), options.connect_timeout)
+            head = reader.head if event == HEAD else None
+            if head is None or not 200 <= head.status_code < 300:
+                status = f"{head.status_code} {head.reason.decode(errors='replace')}" \
+                    if head is not None else "no response"
+                raise OSError(f"upstream proxy {phost}:{pport} refused CONNECT {authority}: "
+                              f"{status}")
+            rest = reader.take_rest()
+        except BaseException:
+            transport.abort()
+            raise
+        return _adopt(transport, protocol, rest, server)
+    async def preconnect(self, host: str, port: int, wake=None) -> Server:
+        """Connect to host:port now and park the connection for this client's next
+        `connect(host, port, ...)`; `drop_parked` closes it if nobody took it. `wake()` is
+        called when the server sends something first."""
+        parked = _Parked(wake)
+        server = await self.connect(host, port, parked)
+        _parked.set([host, port, parked, server])
         return server
+
+    def parked_spoke_first(self) -> bool:
+        """Whether this client's parked connection received bytes (or a FIN) already."""
+        slot = _parked.get()
+        return slot is not None and bool(slot[2].data or slot[2].eof)
+
+    def drop_parked(self) -> None:
+        slot = _parked.get()
+        if slot is not None:
+            _parked.set(None)
+            if slot[2].transport is not None:
+                slot[2].transport.close()
+            self.closed(slot[3])
 
     def closed(self, server: Server) -> None:
         """An upstream connection ended: record it and fire `serverdisconnect`."""
@@ -146,6 +273,26 @@ class UpstreamPool:
         if self._disconnects:
             await asyncio.wait(self._disconnects, timeout=5)
         logger.debug("upstream pool closed")
+
+
+def _opened(server: Server, transport) -> Server:
+    server.timestamp_tcp_setup = time.time()
+    server.peername = _address(transport.get_extra_info("peername"))
+    server.sockname = _address(transport.get_extra_info("sockname"))
+    server.state = ConnectionState.OPEN
+    return server
+
+
+def _adopt(transport, protocol, pending: bytes, server: Server) -> Server:
+    """Give an open transport to `protocol`, as if it had just connected."""
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    if pending:
+        protocol.data_received(pending)
+    transport.resume_reading()
+    if server.state != ConnectionState.OPEN:
+        _opened(server, transport)
+    return server
 
 
 def _address(address) -> tuple[str, int] | None:

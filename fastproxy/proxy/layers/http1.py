@@ -113,7 +113,7 @@ class HttpLayer(Layer):
         except ProtocolError as e:
             self.refuse(400, str(e))
             return False
-        exchange = Exchange(self.ctx, head, route)
+        exchange = self.exchange_class(self.ctx, head, route)
         try:
             return await exchange.run()
         except (BadUpstream, BodyErrorBeforeHead, InvalidFlowHeaders) as e:
@@ -272,6 +272,8 @@ class Exchange:
         if upstream is None:
             return False
         had_body = not self.request_body_done
+        if had_body and callable(request.stream):
+            return await self.stream_request_through(upstream, request)
         if had_body:
             await self.stream_request_body(self.request_bytes(request))
             request.timestamp_end = time.time()
@@ -304,6 +306,9 @@ class Exchange:
                 raise BodyErrorBeforeHead(str(e)) from None
             response.timestamp_end = time.time()
             return await self.deliver_gathered(flow, upstream, resp_head)
+        if callable(response.stream):
+            await self.stream_response_through(upstream, response, resp_head)
+            return await self.response_streamed(flow, upstream, resp_head)
         response_head = self.response_head(_response_line(response), list(response.headers.fields),
                                            self.response_drop(resp_head), None)
         # Recording keeps the streamed body (up to its limit) for the flow file.
@@ -314,6 +319,66 @@ class Exchange:
         response.timestamp_end = time.time()
         if listeners.response:
             pending = addons.fire("response", flow)
+            if pending is not None:
+                await pending
+        return self.finish(upstream, resp_head)
+
+    # -- `message.stream = callable`: each body piece through the addon's function -------
+
+    async def stream_request_through(self, upstream: Upstream, request: Request) -> bool:
+        """Send the request with its body re-framed chunked, each piece through
+        ``request.stream``; then go on as for any request whose body went upstream."""
+        del request.headers["content-length"]
+        request.headers["transfer-encoding"] = "chunked"
+        upstream.endpoint.write(self.request_bytes(request))
+        if self.head.expect_continue and self.head.version == b"HTTP/1.1":
+            self.ctx.client.write(CONTINUE)
+        await _transform_body(self.ctx.client, upstream.endpoint, request.stream, True)
+        self.request_body_done = True
+        request.timestamp_end = time.time()
+        self.upstream = upstream
+        return await self.continue_after_request(upstream)
+
+    async def continue_after_request(self, upstream: Upstream) -> bool:
+        """The rest of `run_with_flow` once the request went out (no stale retry: the
+        request body was consumed)."""
+        flow, ctx = self.flow, self.ctx
+        resp_head = await self.read_response_head(upstream, self.head.method)
+        response = flow.response = Response(resp_head.version, resp_head.status_code,
+                                            resp_head.reason, Headers(resp_head.fields),
+                                            None, None, time.time(), None)
+        if ctx.listeners.responseheaders:
+            pending = ctx.addons.fire("responseheaders", flow)
+            if pending is not None:
+                await pending
+        if not upstream.endpoint.reader.has_body:
+            return await self.deliver_bodyless(flow, upstream, resp_head)
+        if callable(response.stream):
+            await self.stream_response_through(upstream, response, resp_head)
+        else:
+            head = self.response_head(_response_line(response), list(response.headers.fields),
+                                      self.response_drop(resp_head), None)
+            await upstream.endpoint.relay_body(ctx.client, head, None)
+        return await self.response_streamed(flow, upstream, resp_head)
+
+    async def stream_response_through(self, upstream: Upstream, response: Response,
+                                      resp_head) -> None:
+        """Send the response body re-framed (chunked to an HTTP/1.1 client, else until
+        close), each piece through ``response.stream`` (mitmproxy's stream function)."""
+        chunked = self.head.version == b"HTTP/1.1"
+        fields = [(k, v) for k, v in response.headers.fields
+                  if k.lower() not in (b"content-length", b"transfer-encoding")]
+        if not chunked:
+            self.client_keep_alive = False
+        extra = [(b"Transfer-Encoding", b"chunked")] if chunked else None
+        self.ctx.client.write(self.response_head(_response_line(response), fields,
+                                                 self.response_drop(resp_head), extra))
+        await _transform_body(upstream.endpoint, self.ctx.client, response.stream, chunked)
+
+    async def response_streamed(self, flow: HTTPFlow, upstream: Upstream, resp_head) -> bool:
+        flow.response.timestamp_end = time.time()
+        if self.ctx.listeners.response:
+            pending = self.ctx.addons.fire("response", flow)
             if pending is not None:
                 await pending
         return self.finish(upstream, resp_head)
@@ -571,8 +636,39 @@ class Exchange:
             self.rec.record(self, message)
 
 
+HttpLayer.exchange_class = Exchange  # upstream mode's layer has its own (upstream_mode.py)
+
+
 def _status_line(head) -> bytes:
     return b"%s %d %s" % (head.version, head.status_code, head.reason)
+
+
+async def _transform_body(source: Any, sink: Any, function: Any, chunked: bool) -> None:
+    """Each piece of `source`'s message body, transfer coding removed, through
+    `function` (bytes -> bytes or iterable of bytes; called with b"" at the end, as
+    mitmproxy does), written to `sink` chunked or as is."""
+    reader = source.reader
+    reader.decode = True
+    while True:
+        event = reader.next_event()
+        if event == BODY:
+            _write_pieces(sink, function(reader.chunk), chunked)
+            if sink._write_paused:
+                await sink.drain()
+        elif event == END:
+            break
+        else:
+            await source.wait_data()
+    _write_pieces(sink, function(b""), chunked)
+    if chunked:
+        sink.write(b"0\r\n\r\n")
+    await sink.drain()
+
+
+def _write_pieces(sink: Any, result: Any, chunked: bool) -> None:
+    for piece in ((result,) if isinstance(result, (bytes, bytearray)) else result or ()):
+        if piece:
+            sink.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else bytes(piece))
 
 
 def _response_line(response: Response) -> bytes:

@@ -14,7 +14,7 @@ import re
 
 from fastproxy._core import ProtocolError, Route
 from fastproxy.proxy.layers.semantics import HOP_BY_HOP
-from fastproxy.proxy.mode_specs import ReverseMode
+from fastproxy.proxy.mode_specs import ReverseMode, UpstreamMode
 
 HOP_BY_HOP_AND_HOST = HOP_BY_HOP | {b"host"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -45,10 +45,29 @@ def route_request(ctx, head, tunnel: tuple[str, int] | None,
         # RFC 9112 §3.2.2: a proxy ignores the Host of an absolute-form request and
         # sends the target's authority instead, so the origin sees the host we routed to.
         host_header = authority.decode("ascii")
+        if type(mode) is UpstreamMode:  # to the upstream proxy, still in absolute-form
+            return _via_upstream(ctx, head, scheme, authority, path, host_header)
     drop = _drop_set(head, host_header is not None)
     extra = [(b"Host", host_header.encode())] if host_header is not None else None
     start_line = b" ".join((head.method, path, head.version))
     return Route(scheme, host, port, authority, path, start_line, drop, extra, host_header)
+
+
+def _via_upstream(ctx, head, scheme: str, authority: bytes, path: bytes,
+                  host_header: str) -> Route:
+    """upstream mode: the route to the upstream proxy (its pool key), the request line in
+    absolute-form, and the upstream_auth credential."""
+    pool = ctx.pool
+    via_scheme, (via_host, via_port) = pool.via
+    extra = [(b"Host", authority)]
+    drop = _drop_set(head, True)
+    if pool.proxy_authorization is not None:  # ours replaces the client's
+        extra.append((b"Proxy-Authorization", pool.proxy_authorization))
+        drop = drop | {b"proxy-authorization"}
+    target = b"%s://%s%s" % (scheme.encode(), authority, path)
+    start_line = b" ".join((head.method, target, head.version))
+    return Route(via_scheme, via_host, via_port, authority, path, start_line, drop, extra,
+                 host_header)
 
 
 def parse_absolute_form(target: bytes) -> tuple[str, str, int, bytes, bytes]:

@@ -278,6 +278,9 @@ async def open_tls_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None = 
     server.sni = sni or host
     server.alpn_offers = list(alpn_offers)
     context = state.upstream_context(alpn_offers)
+    listeners = pool.addons.listeners
+    if listeners.tls_start_server:
+        await _tls_event(pool.addons, "tls_start_server", server)
     try:
         endpoint.transport = await asyncio.wait_for(
             pool.loop.start_tls(endpoint.transport, endpoint, context,
@@ -288,9 +291,13 @@ async def open_tls_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None = 
         endpoint.transport.abort()
         pool.closed(server)
         logger.info("TLS handshake with %s:%d failed: %s", host, port, reason)
+        if listeners.tls_failed_server:
+            await _tls_event(pool.addons, "tls_failed_server", server)
         error = AlpnRefused if _alpn_refused(e) else UpstreamError
         raise error(f"TLS handshake with {host}:{port} failed: {reason}") from None
     fill_tls_fields(server, endpoint.transport.get_extra_info("ssl_object"), peer_chain=True)
+    if listeners.tls_established_server:
+        await _tls_event(pool.addons, "tls_established_server", server)
     endpoint.on_lost = lambda _: pool.closed(server)
     return Upstream(endpoint, server, key)
 
@@ -451,6 +458,10 @@ class TlsLayer(Layer):
         client_conn = ctx.client_conn
         client_conn.sni = hello.sni
         client_conn.alpn_offers = list(hello.alpn_offers)
+        listeners = ctx.listeners
+        if listeners.tls_clienthello:
+            from fastproxy.tls import ClientHelloData
+            await ctx.addons.trigger("tls_clienthello", ClientHelloData(ctx, hello))
         offers = state.alpn_offers(hello.alpn_offers)
         upstream, alpn = await self.open_upstream(state, hello, offers)
         names = [hello.sni or host]
@@ -463,11 +474,16 @@ class TlsLayer(Layer):
             names.append(host)
         leaf = state.certstore.get_leaf(names, organization)
         context, ciphers = state.server_context(leaf, alpn)
+        if listeners.tls_start_client:
+            await _tls_event(ctx.addons, "tls_start_client", client_conn, ctx)
         try:
             inner = await start_client_tls(ctx.client, context, ctx.options.head_timeout)
         except (ssl.SSLError, OSError, ConnectionError, NotTLS, asyncio.TimeoutError) as e:
             logger.info("%s: TLS handshake with the client for %s failed: %s", _peer(ctx),
                         hello.sni or host, _reason(e))
+            if listeners.tls_failed_client:
+                client_conn.error = _reason(e)
+                await _tls_event(ctx.addons, "tls_failed_client", client_conn, ctx)
             if upstream is not None:
                 upstream.endpoint.close()
             ctx.client.transport.close()
@@ -476,6 +492,8 @@ class TlsLayer(Layer):
         client_conn.mitmcert = leaf.cert
         client_conn.cipher_list = ciphers
         ctx.client = inner
+        if listeners.tls_established_client:
+            await _tls_event(ctx.addons, "tls_established_client", client_conn, ctx)
         await run_layer(ctx, self.next_layer(upstream, client_conn.alpn))
 
     async def open_upstream(self, state: TlsState, hello: ClientHello,
@@ -535,13 +553,14 @@ class TlsLayer(Layer):
 
 
 class ReverseTlsLayer(Layer):
-    """reverse:https:// (or http://) mode: TLS if the client starts with a ClientHello."""
+    """reverse:https:// or reverse:http:// mode: TLS if the client starts with a
+    ClientHello (as mitmdump, plain and TLS clients share the port)."""
 
     async def run(self) -> None:
         from fastproxy.proxy.layers.http1 import HttpLayer
         ctx = self.ctx
         client = ctx.client
-        while client.reader.buffered == 0 and not client.closed:
+        while client.reader.buffered == 0 and not client.closed and not client.reader.at_eof:
             await client.wait_data()
         first = client.reader.peek(1)
         if first and first[0] == HANDSHAKE:
@@ -551,6 +570,12 @@ class ReverseTlsLayer(Layer):
         else:
             layer = HttpLayer(ctx)
         await run_layer(ctx, layer)
+
+
+async def _tls_event(addons, name: str, conn, ctx: RootContext | None = None) -> None:
+    """mitmproxy's TLS events (fastproxy.tls.TlsData), only fired when listened to."""
+    from fastproxy.tls import TlsData
+    await addons.trigger(name, TlsData(conn, ctx))
 
 
 def _peer(ctx: RootContext) -> str:

@@ -1,4 +1,5 @@
-"""CONNECT tunnels, what runs inside them, and the raw TCP relay.
+"""CONNECT tunnels (regular and upstream modes), what runs inside them, and the raw TCP
+relay. SOCKS5 and transparent mode choose their tunnel's layer here too.
 
 After `200 Connection established` the first client bytes decide the next layer:
 HTTP is parsed as HTTP (`HttpLayer` with the tunnel's host), anything else is relayed
@@ -13,12 +14,12 @@ import re
 import time
 
 from fastproxy._core import ProtocolError, Relay
-from fastproxy.proxy.layers.tcp import TcpLayer, relay
 from fastproxy.http import Headers, HTTPFlow, Request
 from fastproxy.proxy.context import Layer, RootContext, run_layer
 from fastproxy.proxy.layers.routing import split_authority
-from fastproxy.proxy.mode_specs import RegularMode
-from fastproxy.proxy.upstream import Upstream
+from fastproxy.proxy.layers.tcp import TcpLayer, relay
+from fastproxy.proxy.mode_specs import RegularMode, UpstreamMode
+from fastproxy.proxy.upstream import Upstream, UpstreamError
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 _HTTP_START = re.compile(rb"[A-Z]{3,10} ")
@@ -28,8 +29,8 @@ TLS_HANDSHAKE = 0x16
 async def handle_connect(layer, head) -> None:
     """Answer a CONNECT request and run the layer for what the tunnel carries."""
     ctx: RootContext = layer.ctx
-    if not isinstance(ctx.mode, RegularMode) or layer.tunnel is not None:
-        layer.refuse(405, "CONNECT is only allowed in regular mode")
+    if not isinstance(ctx.mode, (RegularMode, UpstreamMode)) or layer.tunnel is not None:
+        layer.refuse(405, "CONNECT is only allowed in regular and upstream modes")
         return
     try:
         host, port = split_authority(head.target, 443)
@@ -38,8 +39,27 @@ async def handle_connect(layer, head) -> None:
         return
     if ctx.listeners.http_connect and not await _connect_allowed(ctx, head, host, port):
         return
+    if isinstance(ctx.mode, UpstreamMode):
+        await _connect_upstream(layer, host, port)
+        return
     ctx.client.write(ESTABLISHED)
     await run_layer(ctx, await choose_tunnel_layer(ctx, host, port))
+
+
+async def _connect_upstream(layer, host: str, port: int) -> None:
+    """upstream mode: the tunnel through the upstream proxy is made first, so that its
+    refusal reaches the client as a 502; the tunnel's layer then adopts it."""
+    ctx: RootContext = layer.ctx
+    try:
+        await ctx.pool.preconnect(host, port, ctx.client._wake)
+    except UpstreamError as e:
+        layer.refuse(502, str(e))
+        return
+    try:
+        ctx.client.write(ESTABLISHED)
+        await run_layer(ctx, await choose_tunnel_layer(ctx, host, port))
+    finally:
+        ctx.pool.drop_parked()
 
 
 async def _connect_allowed(ctx: RootContext, head, host: str, port: int) -> bool:
@@ -68,7 +88,9 @@ async def choose_tunnel_layer(ctx: RootContext, host: str, port: int) -> Layer:
     if _passes_through(ctx.options, host, port):
         return TcpLayer(ctx, (host, port), ignore=True)
     client = ctx.client
-    while client.reader.buffered == 0 and not client.closed:
+    while client.reader.buffered == 0 and not client.closed and not client.reader.at_eof:
+        if ctx.pool.parked_spoke_first():  # a server-first protocol (SMTP, SSH): bytes
+            return TcpLayer(ctx, (host, port))
         await client.wait_data()
         if client.reader.buffered == 0 and client.reader.at_message_start and client.closed:
             break

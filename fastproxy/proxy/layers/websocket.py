@@ -3,6 +3,8 @@
 The handshake stays HTTP: `websocket_handshake(flow)` fires before the upgrade request
 goes upstream (`handshake`), and on `101 Switching Protocols` the flow gets its
 `WebSocketData` before the `response` hook (`mark_upgraded`), as in mitmproxy 11.
+The `websocket_start/message/end/error` events get the spec's `WebSocketFlow`, a view of
+that flow whose `messages` are `flow.websocket.messages` (so both styles of addon work).
 
 When some addon listens to a `websocket_*` event (a recorder listens to `websocket_end`),
 `WebSocketLayer` speaks WebSocket to both peers with two wsproto connections (server role
@@ -41,6 +43,7 @@ from fastproxy.log import logger
 from fastproxy.proxy.context import Layer, RootContext
 from fastproxy.proxy.layers.tcp import Pipe
 from fastproxy.websocket import WebSocketData, WebSocketMessage
+from fastproxy.wsflow import WebSocketFlow
 
 DEFLATE = wsproto.extensions.PerMessageDeflate.name
 
@@ -119,6 +122,8 @@ class WebSocketLayer(Layer):
     def __init__(self, ctx: RootContext, flow: Any, upstream: Any) -> None:
         super().__init__(ctx)
         self.flow = flow
+        self.wsflow = WebSocketFlow(flow)
+        """What the websocket_* events get: the spec's WebSocketFlow over `flow`."""
         self.upstream = upstream
         self.ended = False
 
@@ -130,7 +135,7 @@ class WebSocketLayer(Layer):
                        wsproto.Connection(ConnectionType.CLIENT, server_ext), False)
         flow.websocket._inject = lambda m: (client if m.from_client else server).pipe.inject(m)
         if ctx.listeners.websocket_start:
-            await ctx.addons.trigger("websocket_start", flow)
+            await ctx.addons.trigger("websocket_start", self.wsflow)
         try:
             await asyncio.gather(self.pump(client, server), self.pump(server, client))
         finally:
@@ -202,7 +207,7 @@ class WebSocketLayer(Layer):
         flow = self.flow
         flow.websocket.messages.append(message)
         if self.ctx.listeners.websocket_message:
-            await self.ctx.addons.trigger("websocket_message", flow)
+            await self.ctx.addons.trigger("websocket_message", self.wsflow)
         if message.dropped or self.ended or dst.ws.state is not ConnectionState.OPEN:
             return
         for event in fragments(message, lengths):
@@ -243,9 +248,9 @@ class WebSocketLayer(Layer):
         if flow.error is not None:
             logger.info("WebSocket %s: %s", flow.request.pretty_url, flow.error.msg)
             if ctx.listeners.websocket_error:
-                await ctx.addons.trigger("websocket_error", flow)
+                await ctx.addons.trigger("websocket_error", self.wsflow)
         elif ctx.listeners.websocket_end:
-            await ctx.addons.trigger("websocket_end", flow)
+            await ctx.addons.trigger("websocket_end", self.wsflow)
 
 
 FRAGMENT_SIZE = 4000

@@ -1,0 +1,134 @@
+"""upstream:URL mode with a chained pair of fastproxy processes: plain requests in
+absolute-form, CONNECT chained (TLS interception inside), upstream_auth, keep-alive."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support import connlog
+from tests.support.origin import payload
+from tests.support.socks import EchoServer
+
+CONNLOG_SCRIPT = str(Path(connlog.__file__))
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True,
+                          timeout=30, check=False)
+
+
+def records(path: Path, event: str, count: int = 1) -> list[dict]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        found = [r for r in connlog.read(str(path)) if r["event"] == event]
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {event} in {connlog.read(str(path))}")
+
+
+def chain(start_proxy, tmp_path, *front_args, back_args=()):
+    """(front, back, front log, back log): front in upstream mode to back (regular)."""
+    back_log, front_log = tmp_path / "back.jsonl", tmp_path / "front.jsonl"
+    back = start_proxy("-q", "-s", CONNLOG_SCRIPT, *back_args, env={"CONNLOG": str(back_log)})
+    front = start_proxy("-q", "-s", CONNLOG_SCRIPT, "-m", f"upstream:http://127.0.0.1:{back.port}",
+                        *front_args, env={"CONNLOG": str(front_log)})
+    return front, back, front_log, back_log
+
+
+def test_plain_requests_go_to_the_upstream_proxy_kept_alive(start_proxy, tmp_path, origin):
+    front, back, front_log, back_log = chain(start_proxy, tmp_path)
+    url = f"http://127.0.0.1:{origin.port}/bytes/20000"
+    out = curl("-x", front.url, url, url, url)  # three requests, one client connection
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == payload(20000) * 3
+    # The back proxy saw absolute-form requests for the origin ...
+    assert [r["url"] for r in records(back_log, "response", 3)] == [url] * 3
+    # ... over one kept-alive connection from the front proxy (the back proxy's other
+    # client is the test harness's check that it listens).
+    assert len(records(back_log, "clientconnect")) == 2
+    server = records(front_log, "serverconnect")
+    assert len(server) == 1
+    assert server[0]["address"] == ["127.0.0.1", back.port]
+    assert server[0]["via"] == ["http", ["127.0.0.1", back.port]]
+    flows = records(front_log, "response", 3)
+    assert flows[0]["host"] == "127.0.0.1" and flows[0]["port"] == origin.port
+    assert flows[0]["via"] == ["http", ["127.0.0.1", back.port]]
+    assert records(front_log, "clientconnect")[0]["type"] == "upstream"
+    assert len(origin.server.requests) == 3
+
+
+def test_connect_is_chained_with_tls_interception_inside(start_proxy, tmp_path, https_origin,
+                                                        test_ca):
+    front, back, front_log, back_log = chain(
+        start_proxy, tmp_path, "--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}",
+        back_args=("--ignore-hosts", ".*"))  # the back proxy only relays the tunnel
+    cacert = tmp_path / "confdir" / "fastproxy-ca-cert.pem"
+    url = f"https://localhost:{https_origin.port}/bytes/30000"
+    out = curl("-x", front.url, "--cacert", str(cacert), url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == payload(30000)
+    flow = records(front_log, "response")[0]
+    assert flow["url"] == url  # decrypted by the front proxy
+    server = records(front_log, "serverconnect")[0]
+    assert server["address"] == ["localhost", https_origin.port]
+    assert server["via"] == ["http", ["127.0.0.1", back.port]]
+    assert len(records(back_log, "clientconnect", 2)) == 2  # the tunnel went through back
+    assert not records_of(back_log, "response")  # which relayed it undecrypted
+
+
+def records_of(path: Path, event: str) -> list[dict]:
+    return [r for r in connlog.read(str(path)) if r["event"] == event]
+
+
+def test_connect_tcp_through_the_chain(start_proxy, tmp_path):
+    echo = EchoServer()
+    try:
+        front, _, _, _ = chain(start_proxy, tmp_path)
+        import socket
+        with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
+            sock.sendall(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(1024)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            sock.sendall(b"\x00binary\xff")
+            assert sock.recv(100) == b"\x00binary\xff"
+    finally:
+        echo.stop()
+
+
+def test_unreachable_upstream_proxy_is_a_502(start_proxy, tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    front = start_proxy("-q", "-m", f"upstream:http://127.0.0.1:{closed}")
+    out = curl("-x", front.url, "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:1/")
+    assert out.stdout == b"502"
+    out = curl("-p", "-x", front.url, "-o", "/dev/null", "-w", "%{http_connect}",
+               "http://127.0.0.1:1/")
+    assert out.stdout == b"502"
+
+
+def test_upstream_auth(start_proxy, tmp_path, origin, https_origin, test_ca):
+    front, back, _, _ = chain(
+        start_proxy, tmp_path, "--set", "upstream_auth=bob:pw",
+        "--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}",
+        back_args=("--proxyauth", "bob:pw"))
+    out = curl("-x", front.url, f"http://127.0.0.1:{origin.port}/bytes/10")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == payload(10)
+    # The credential was for the back proxy: the origin never sees it.
+    assert "Proxy-Authorization" not in origin.server.requests[-1][2]
+    cacert = tmp_path / "confdir" / "fastproxy-ca-cert.pem"
+    out = curl("-x", front.url, "--cacert", str(cacert),
+               f"https://localhost:{https_origin.port}/bytes/10")
+    assert out.returncode == 0, out.stderr
+    # Without upstream_auth the back proxy answers 407, passed on to the client.
+    plain = start_proxy("-q", "-m", f"upstream:http://127.0.0.1:{back.port}")
+    out = curl("-x", plain.url, "-o", "/dev/null", "-w", "%{http_code}",
+               f"http://127.0.0.1:{origin.port}/bytes/10")
+    assert out.stdout == b"407"
