@@ -26,8 +26,11 @@ connection is pooled and this client's requests continue over HTTP/1.1.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from http import HTTPStatus
+
+import h2.errors
 
 from fastproxy._core import BODY, CLOSED, END, ProtocolError, build_head
 from fastproxy.http import Headers, Response
@@ -43,12 +46,16 @@ from fastproxy.proxy.layers.http2 import (
     CONNECTION_SPECIFIC,
     H2Conn,
     H2Stream,
+    ReadTimeout,
     StreamReset,
     _authority,
     _split_response_headers,
     gather_stream,
+    head_while_uploading,
+    response_head,
 )
-from fastproxy.proxy.layers.routing import HOP_BY_HOP, Route, route_request
+from fastproxy.proxy.layers.routing import Route, route_request
+from fastproxy.proxy.layers.semantics import HOP_BY_HOP
 from fastproxy.proxy.streams import ConnectionGone
 from fastproxy.proxy.upstream import Upstream, UpstreamError
 
@@ -113,6 +120,11 @@ class Http1ToH2Layer(HttpLayer):
             else:
                 self.refuse(502, message)
             return False
+        except ReadTimeout as e:  # no response head within read_timeout: 504
+            exchange.abort_stream()
+            await exchange.fail(str(e))
+            self.refuse(504, str(e))
+            return False
         except BodyTooLarge as e:
             exchange.abort_stream()
             await exchange.fail(str(e))
@@ -152,20 +164,45 @@ class Http1ToH2Layer(HttpLayer):
 class H2UpstreamExchange(Exchange):
     """One HTTP/1 request sent as an h2 stream, and its response back in HTTP/1."""
 
-    __slots__ = ("conn", "up")
+    __slots__ = ("conn", "lingering", "up", "upload")
 
     def __init__(self, ctx: RootContext, head, route: Route, conn: H2Conn) -> None:
         super().__init__(ctx, head, route)
         self.conn = conn
         self.up: H2Stream | None = None
+        self.upload: asyncio.Task | None = None
+        """The request body going out while the response head is awaited."""
+        self.lingering = False
+        """An early response went out before the request body was read: the client
+        connection is closed after `linger`."""
 
     async def run(self) -> bool:
         self.ctx.server_conn = self.conn.server
         finished = await self.request_events()
         if finished is not None:
             return finished
-        await self.send_request_h2()
-        return await self.receive_response()
+        upload = await self.send_request_h2()
+        if upload is not None:
+            self.upload = self.ctx.client.loop.create_task(upload)
+        keep_alive = await self.receive_response()
+        if self.lingering:
+            await self.linger()
+        return keep_alive
+
+    async def linger(self, seconds: float = 1.0) -> None:
+        """Read and drop what the client still sends, a moment, then close: closing with
+        unread bytes makes TCP send RST, which can destroy the response in flight
+        (RFC 9112 §9.6, "tear-down")."""
+        client = self.ctx.client
+        reader, loop = client.reader, client.loop
+        deadline = loop.time() + seconds
+        try:
+            while not client.closed and loop.time() < deadline:
+                reader.take_rest()
+                await asyncio.wait_for(client.wait_data(), deadline - loop.time())
+        except (TimeoutError, ConnectionGone):
+            pass
+        client.transport.close()
 
     # -- the request ----------------------------------------------------------------------
 
@@ -185,17 +222,20 @@ class H2UpstreamExchange(Exchange):
             headers.append((b"content-length", str(self.head.content_length).encode()))
         return headers
 
-    async def send_request_h2(self) -> None:
+    async def send_request_h2(self):
+        """Open the stream; the coroutine that sends the body (None without one), run
+        while the response head is awaited: an origin may answer early (a 413 before
+        it read the body; RFC 9110 §15.5.14)."""
         conn, request = self.conn, self.flow.request
         body = request.raw_content
         if body is None and self.request_body_done:
             body = b""
         up = self.up = await conn.open_stream(self.request_headers(), end=body == b"")
         if body:
-            await conn.send_data(up, body, True)
-        elif body is None:
-            await self.stream_request_body_h2(up)
-            request.timestamp_end = time.time()
+            return conn.send_data(up, body, True)
+        if body is None:
+            return self.stream_request_body_h2(up)
+        return None
 
     async def stream_request_body_h2(self, up: H2Stream) -> None:
         """The client's body, de-chunked, into DATA frames as the stream's window allows."""
@@ -217,13 +257,17 @@ class H2UpstreamExchange(Exchange):
         self.request_body_done = True
         conn.conn.end_stream(up.id)
         conn.flush()
+        self.flow.request.timestamp_end = time.time()
 
     # -- the response ---------------------------------------------------------------------
 
     async def receive_response(self) -> bool:
         ctx, flow, up = self.ctx, self.flow, self.up
         addons, listeners = ctx.addons, ctx.listeners
-        status, fields = _split_response_headers(await up.headers)
+        timeout = ctx.options.read_timeout
+        status, fields = _split_response_headers(
+            await head_while_uploading(self.upload, up.headers, timeout)
+            if self.upload is not None else await response_head(up.headers, timeout))
         self.response_started = True
         flow.request.timestamp_end = flow.request.timestamp_end or time.time()
         response = flow.response = Response(b"HTTP/2.0", status, _reason(status),
@@ -323,15 +367,35 @@ class H2UpstreamExchange(Exchange):
     # -- the end ------------------------------------------------------------------------
 
     def done(self) -> bool:
+        self.end_upload()
         self.conn.forget(self.up)
-        if not self.client_keep_alive:
+        if not self.client_keep_alive and not self.lingering:
             self.ctx.client.transport.close()
         return self.client_keep_alive
 
     def abort_stream(self) -> None:
         """Reset the upstream stream of an exchange that failed."""
+        if self.upload is not None:
+            self.upload.cancel()
+            self.upload = None
         if self.up is not None:
             self.conn.reset(self.up)
+
+    def end_upload(self) -> None:
+        """After the response: an upload the origin did not wait for is stopped, the
+        stream reset NO_ERROR, and the client connection closed (the rest of its body
+        would be read as the next request)."""
+        task, self.upload = self.upload, None
+        if task is None:
+            return
+        if task.done():
+            if task.cancelled() or task.exception() is None:
+                return
+        else:
+            task.cancel()
+            self.conn.reset(self.up, h2.errors.ErrorCodes.NO_ERROR)
+        self.client_keep_alive = False
+        self.lingering = True
 
 
 def _reason(status: int) -> bytes:
@@ -347,4 +411,4 @@ def _status_line(response: Response) -> bytes:
     return f"HTTP/1.1 {response.status_code} {reason}".encode("utf-8", "surrogateescape")
 
 
-__all__ = ["Http1ToH2Layer", "H2UpstreamExchange"]
+__all__ = ["H2UpstreamExchange", "Http1ToH2Layer"]

@@ -26,7 +26,8 @@ import logging
 import re
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -34,26 +35,52 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack.exceptions
 import hpack.hpack
 import hpack.huffman_table
 import hpack.table
+import hyperframe.exceptions
 
 from fastproxy._core import BODY, END, HEAD, ProtocolError, build_head
 from fastproxy.flow import Error
 from fastproxy.http import Headers, HTTPFlow, Request, Response
+from fastproxy.io.bodies import BodyTee
 from fastproxy.log import logger
 from fastproxy.proxy.context import Layer, RootContext
+from fastproxy.proxy.layers.semantics import (
+    H2_FORBIDDEN,
+    check_h2_te,
+    check_status,
+    is_field_value,
+)
 from fastproxy.proxy.streams import ConnectionGone, Endpoint
 from fastproxy.proxy.upstream import Upstream, UpstreamError
 
-# RFC 9113 §8.2.2: connection-specific fields are not allowed in HTTP/2.
-CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection",
-                                 b"transfer-encoding", b"upgrade", b"te", b"host",
-                                 b"http2-settings"))
+CONNECTION_SPECIFIC = H2_FORBIDDEN | {b"te", b"host", b"http2-settings"}
+"""Not sent on an HTTP/2 stream as they are (RFC 9113 §8.2.2, semantics.H2_FORBIDDEN);
+`te: trailers` is put back by `h2_fields`, Host becomes :authority (§8.3.1)."""
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 16 << 20
 MAX_CONCURRENT_STREAMS = 256
-_REASONS = {200: b"OK", 502: b"Bad Gateway", 413: b"Payload Too Large"}
+FEED_SIZE = 16384
+"""Received bytes are given to h2 in pieces of at most this, so that the abuse limits
+are checked every few hundred frames (h2 parses all it is given in one call)."""
+_REASONS = {200: b"OK", 502: b"Bad Gateway", 413: b"Payload Too Large",
+            504: b"Gateway Timeout"}
+
+
+class ReadTimeout(Exception):
+    """The upstream sent no response head within `read_timeout`: answered 504."""
+
+
+async def response_head(awaitable, timeout: float):
+    """What `awaitable` gives (an upstream's response head), or ReadTimeout after
+    `timeout` seconds (option read_timeout; nginx's proxy_read_timeout)."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise ReadTimeout(f"no response from the upstream within {timeout:g} s "
+                          "(read_timeout)") from None
 
 
 class StreamReset(Exception):
@@ -68,7 +95,7 @@ class ChunkQueue:
     """A stream's received body: (bytes, flow-controlled length) per DATA frame, then None
     at END_STREAM (or a StreamReset). One reader; lighter than an asyncio.Queue."""
 
-    __slots__ = ("items", "waiter", "loop")
+    __slots__ = ("items", "loop", "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.items: deque = deque()
@@ -104,7 +131,7 @@ class ChunkQueue:
 class H2Stream:
     """One stream's received state: its headers, its body chunks, its send window."""
 
-    __slots__ = ("id", "headers", "data", "window", "trailers", "error", "ended")
+    __slots__ = ("data", "ended", "error", "headers", "id", "trailers", "window")
 
     def __init__(self, stream_id: int, loop: asyncio.AbstractEventLoop) -> None:
         self.id = stream_id
@@ -136,13 +163,13 @@ class H2Stream:
 # -- header checks ------------------------------------------------------------------------
 # h2's own inbound validation (validate_inbound_headers) costs more than the rest of a
 # request's HPACK and framing; the checks that matter to a proxy are made here instead,
-# in one pass: no CR, LF or NUL in any name or value (what would split an HTTP/1 head:
-# GHSA-847f-9342-265h), names lowercase tokens (RFC 9113 §8.2.1), only the pseudo-header
-# fields the message kind has (§8.3), a token :method and a :path without whitespace
-# (they go into an HTTP/1 request line).
+# in one pass: no CTL but HTAB in any value (CR, LF or NUL would split an HTTP/1 head:
+# GHSA-847f-9342-265h), names lowercase tokens (RFC 9113 §8.2.1), no connection-specific
+# field and `te` only "trailers" (§8.2.2), only the pseudo-header fields the message kind
+# has, before the others, once each (§8.3), a request's :method, :scheme and :path
+# (§8.3.1), a response's :status (§8.3.2).
 
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z").match
-_BAD_VALUE = re.compile(rb"[\x00\r\n]").search
 _BAD_PATH = re.compile(rb"[\x00-\x20\x7f]").search
 _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 
@@ -151,41 +178,94 @@ class MalformedHeaders(Exception):
     """Received header fields a proxy must not pass on (RFC 9113 §8.1.1: malformed)."""
 
 
+def _check_field(name: bytes, value: bytes) -> None:
+    """One regular field: a lowercase token, a clean value, not connection-specific."""
+    if not _NAME(name):
+        raise MalformedHeaders(f"invalid field name {name[:64]!r}")
+    if not is_field_value(value):
+        raise MalformedHeaders(f"CR, LF, NUL or another CTL in the value of {name[:64]!r}")
+    if name in H2_FORBIDDEN:
+        raise MalformedHeaders(f"connection-specific field {name.decode()} (RFC 9113 §8.2.2)")
+    if name == b"te":
+        try:
+            check_h2_te(value)
+        except ProtocolError as e:
+            raise MalformedHeaders(str(e)) from None
+
+
 def parse_request_headers(headers: list) -> tuple[dict, list]:
     """A request's pseudo-header fields and its other fields, checked (MalformedHeaders)."""
     pseudo, fields, cookies = {}, [], 0
     for field in headers:
         name, value = field
-        if _BAD_VALUE(value):
-            raise MalformedHeaders(f"CR, LF or NUL in the value of {name!r}")
         if name[:1] == b":":
             if fields or name not in _REQUEST_PSEUDO or name in pseudo:
                 raise MalformedHeaders(f"misplaced or unknown pseudo-header field {name!r}")
+            if not is_field_value(value):
+                raise MalformedHeaders(f"CR, LF, NUL or another CTL in {name!r}")
             pseudo[name] = value
-        elif _NAME(name):
+        else:
+            _check_field(name, value)
             fields.append(field)
             if name == b"cookie":
                 cookies += 1
-        else:
-            raise MalformedHeaders(f"invalid field name {name!r}")
-    method = pseudo.get(b":method")
-    if method is None or not _NAME(method.lower()):
-        raise MalformedHeaders("missing or invalid :method")
-    path = pseudo.get(b":path")
-    if path is not None and (not path or _BAD_PATH(path)):
-        raise MalformedHeaders("invalid :path")
+    _check_request_pseudo(pseudo)
     if cookies > 1:  # RFC 9113 §8.2.3: one field again, for HTTP/1 and for the addons
         fields = _join_cookies(fields)
     return pseudo, fields
 
 
+def _check_request_pseudo(pseudo: dict) -> None:
+    method = pseudo.get(b":method")
+    if method is None or not _NAME(method.lower()):
+        raise MalformedHeaders("missing or invalid :method")
+    if method == b"CONNECT" and b":protocol" not in pseudo:
+        # RFC 9113 §8.5: :authority only
+        if b":scheme" in pseudo or b":path" in pseudo or b":authority" not in pseudo:
+            raise MalformedHeaders("CONNECT with :scheme or :path, or without :authority")
+        return
+    if b":protocol" in pseudo and method != b"CONNECT":
+        raise MalformedHeaders(":protocol on a request other than CONNECT (RFC 8441 §4)")
+    scheme, path = pseudo.get(b":scheme"), pseudo.get(b":path")
+    if not scheme or not _NAME(scheme.lower()):
+        raise MalformedHeaders("missing or invalid :scheme (RFC 9113 §8.3.1)")
+    if not path or _BAD_PATH(path):
+        raise MalformedHeaders("missing or invalid :path (RFC 9113 §8.3.1)")
+    if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS") and \
+            scheme in (b"http", b"https"):
+        raise MalformedHeaders(":path neither absolute nor * (RFC 9113 §8.3.1)")
+
+
 def check_fields(headers: list, pseudo_allowed: frozenset = frozenset((b":status",))) -> None:
-    """Response (or trailer) fields: the same checks (MalformedHeaders)."""
+    """Response fields (one :status first, RFC 9113 §8.3.2) or, with no pseudo-header
+    field allowed, trailer fields (§8.1): the same checks (MalformedHeaders)."""
+    status, regular = None, False
     for name, value in headers:
-        if _BAD_VALUE(value):
-            raise MalformedHeaders(f"CR, LF or NUL in the value of {name!r}")
-        if not _NAME(name) and name not in pseudo_allowed:
-            raise MalformedHeaders(f"invalid field name {name!r}")
+        if name[:1] == b":":
+            if name not in pseudo_allowed or status is not None or regular:
+                raise MalformedHeaders(f"misplaced or unknown pseudo-header field {name!r}")
+            if len(value) != 3 or not value.isdigit():
+                raise MalformedHeaders(f"invalid :status {value[:16]!r}")
+            check_status(int(value))
+            status = value
+        else:
+            _check_field(name, value)
+            regular = True
+    if pseudo_allowed and status is None:
+        raise MalformedHeaders("response without :status (RFC 9113 §8.3.2)")
+
+
+def h2_fields(fields, drop: frozenset = CONNECTION_SPECIFIC) -> list:
+    """Fields for an HTTP/2 message: names lowercased, connection-specific ones dropped,
+    `te` kept when it says "trailers" only (gRPC needs it; RFC 9113 §8.2.2)."""
+    out = []
+    for name, value in fields:
+        name = name.lower()
+        if name not in drop:
+            out.append((name, value))
+        elif name == b"te" and value.strip(b" \t").lower() == b"trailers":
+            out.append((b"te", b"trailers"))
+    return out
 
 
 def _join_cookies(fields: list) -> list:
@@ -229,11 +309,99 @@ def _decode_huffman(data, _decode=hpack.huffman_table.decode_huffman) -> bytes:
     return value
 
 
+class _Rate:
+    """Events counted in one-second windows: `hit()` is True once more than `limit`
+    came in the current second."""
+
+    __slots__ = ("count", "limit", "start")
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count, self.start = limit, 0, 0.0
+
+    def hit(self, now: float) -> bool:
+        if now - self.start >= 1.0:
+            self.start, self.count = now, 0
+        self.count += 1
+        return self.count > self.limit
+
+
+class H2Limits:
+    """A client connection's abuse limits (the h2_* options). Counted per control frame
+    only, never per DATA frame; each one exceeded ends the connection with GOAWAY
+    ENHANCE_YOUR_CALM and a log line (RFC 9113 §10.5)."""
+
+    __slots__ = (
+        "header_list_size",
+        "max_resets",
+        "max_streams",
+        "rates",
+        "reset_rate",
+        "resets",
+        "stall_timeout",
+    )
+
+    def __init__(self, options) -> None:
+        self.max_streams = options.h2_max_concurrent_streams
+        self.max_resets = options.h2_max_resets
+        self.resets = 0
+        self.reset_rate = _Rate(options.h2_max_resets_per_second)
+        self.rates = {
+            h2.events.RemoteSettingsChanged: _Rate(options.h2_max_settings_per_second),
+            h2.events.SettingsAcknowledged: _Rate(options.h2_max_settings_per_second),
+            h2.events.PingReceived: _Rate(options.h2_max_pings_per_second),
+            h2.events.PingAckReceived: _Rate(options.h2_max_pings_per_second),
+            h2.events.PriorityUpdated: _Rate(options.h2_max_priority_per_second),
+            h2.events.WindowUpdated: _Rate(options.h2_max_window_updates_per_second),
+        }
+        self.header_list_size = options.h2_max_header_list_size
+        self.stall_timeout = options.h2_stall_timeout
+
+    def exceeded(self, kind, now: float) -> str | None:
+        """Why the connection must end after this event, or None."""
+        if kind is h2.events.StreamReset:
+            self.resets += 1
+            if self.resets > self.max_resets:
+                return f"more than {self.max_resets} streams reset (h2_max_resets)"
+            if self.reset_rate.hit(now):
+                return (f"more than {self.reset_rate.limit} stream resets in a second "
+                        "(h2_max_resets_per_second)")
+            return None
+        rate = self.rates.get(kind)
+        if rate is not None and rate.hit(now):
+            return f"more than {rate.limit} {kind.__name__} a second"
+        return None
+
+
+# h2 answers every protocol error with GOAWAY PROTOCOL_ERROR; RFC 9113 wants
+# COMPRESSION_ERROR for a field block that cannot be decoded (§4.3, RFC 7541 §2.3.3,
+# §4.2, §6.3) and FRAME_SIZE_ERROR for a SETTINGS ACK with a payload (§6.5).
+_GOAWAY_HEAD = b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"
+
+
+def _error_code(error: Exception) -> int | None:
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, hpack.exceptions.HPACKError):
+        return h2.errors.ErrorCodes.COMPRESSION_ERROR
+    if isinstance(cause, hyperframe.exceptions.InvalidDataError) and \
+            "must not have payload" in str(cause):
+        return h2.errors.ErrorCodes.FRAME_SIZE_ERROR
+    return None
+
+
+def _with_goaway_code(data: bytes, code: int | None) -> bytes:
+    """`data` with the error code of the GOAWAY h2 queued last (17 bytes: h2 sends no
+    debug data) set to `code`."""
+    if code is None or len(data) < 17 or data[-17:-8] != _GOAWAY_HEAD:
+        return data
+    return data[:-4] + code.to_bytes(4, "big")
+
+
 class H2Conn:
     """An h2 connection over an endpoint; `pump()` reads it until it closes."""
 
     def __init__(self, endpoint: Endpoint, client_side: bool,
-                 on_request: Callable[[H2Stream, dict, list], Any] | None = None) -> None:
+                 on_request: Callable[[H2Stream, dict, list], Any] | None = None,
+                 limits: H2Limits | None = None) -> None:
         # Inbound fields are checked by parse_request_headers / check_fields; outbound
         # ones are built here, lowercase and without connection-specific fields.
         config = h2.config.H2Configuration(client_side=client_side, header_encoding=None,
@@ -253,13 +421,25 @@ class H2Conn:
         self._flush_scheduled = False
         self.server = None
         """The upstream's `Server` (client side)."""
+        self.limits = limits
+        """The abuse limits, for a client's connection (None upstream)."""
+        self.upstream = client_side
+        """Whether the peer is an upstream (its errors are answered 502)."""
 
     def start(self) -> None:
         conn = self.conn
+        limits = self.limits
+        if limits is not None:  # in the first SETTINGS, in force from the first request
+            codes = h2.settings.SettingCodes
+            conn.local_settings = h2.settings.Settings(client=False, initial_values={
+                codes.MAX_CONCURRENT_STREAMS: limits.max_streams,
+                codes.MAX_HEADER_LIST_SIZE: limits.header_list_size})
+            conn.decoder.max_header_list_size = limits.header_list_size
         conn.initiate_connection()
-        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                              h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS:
-                                  MAX_CONCURRENT_STREAMS})
+        settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW}
+        if limits is None:
+            settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = MAX_CONCURRENT_STREAMS
+        conn.update_settings(settings)
         conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.flush()
 
@@ -293,22 +473,45 @@ class H2Conn:
                         break
                     await endpoint.wait_data()
                     continue
-                try:
-                    events = self.conn.receive_data(data)
-                except h2.exceptions.ProtocolError as e:
-                    logger.info("HTTP/2 protocol error: %s", e)
-                    self.flush_now()
+                if len(data) <= FEED_SIZE:
+                    self.feed(data)
+                else:  # limits are checked between pieces: a flood is cut short
+                    for i in range(0, len(data), FEED_SIZE):
+                        self.feed(data[i:i + FEED_SIZE])
+                        if self.closed:
+                            break
+                if self.closed:
+                    await self._linger()
                     break
-                for event in events:
-                    self.handle(event)
                 self.flush()
         except ConnectionGone:
             pass
         finally:
             self.closed = True
             for stream in list(self.streams.values()):
-                stream.fail(StreamReset("connection closed"))
+                stream.fail(self.error("connection closed"))
             self.stream_slot.set()
+
+    def feed(self, data: bytes) -> None:
+        """Received bytes into h2, its events dispatched and the abuse limits checked;
+        `closed` once the connection must end (GOAWAY queued or sent)."""
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            logger.info("HTTP/2 protocol error: %s", e)
+            out = _with_goaway_code(self.conn.data_to_send(), _error_code(e))
+            if out and not self.endpoint.closed:
+                self.endpoint.write(out)
+            self.closed = True
+            return
+        limits = self.limits
+        for event in events:
+            self.handle(event)
+            if limits is not None and type(event) in _LIMITED:
+                why = limits.exceeded(type(event), self.loop.time())
+                if why is not None:
+                    self.calm_down(why, close=False)
+                    return
 
     def handle(self, event) -> None:
         stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
@@ -336,7 +539,7 @@ class H2Conn:
                     check_fields(event.headers)
                 except MalformedHeaders as e:
                     self._reset_id(stream.id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-                    stream.fail(StreamReset(f"malformed response: {e}",
+                    stream.fail(self.error(f"malformed response: {e}",
                                             h2.errors.ErrorCodes.PROTOCOL_ERROR))
                     return
                 stream.headers.set_result(event.headers)
@@ -350,7 +553,7 @@ class H2Conn:
                     check_fields(event.headers, frozenset())
                 except MalformedHeaders as e:
                     self._reset_id(stream.id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-                    stream.fail(StreamReset(f"malformed trailers: {e}",
+                    stream.fail(self.error(f"malformed trailers: {e}",
                                             h2.errors.ErrorCodes.PROTOCOL_ERROR))
                     return
                 stream.trailers = event.headers
@@ -361,7 +564,7 @@ class H2Conn:
             self.stream_slot.set()
         elif isinstance(event, h2.events.StreamReset):
             if stream is not None:
-                stream.fail(StreamReset(f"stream reset by peer ({_code(event.error_code)})",
+                stream.fail(self.error(f"stream reset by peer ({_code(event.error_code)})",
                                         event.error_code))
                 self.on_reset(stream)
         elif isinstance(event, h2.events.ConnectionTerminated):
@@ -369,7 +572,41 @@ class H2Conn:
             last = event.last_stream_id or 0
             for sid, s in list(self.streams.items()):
                 if sid > last or event.error_code:
-                    s.fail(StreamReset(f"connection going away ({_code(event.error_code)})"))
+                    s.fail(self.error(f"connection going away ({_code(event.error_code)})"))
+
+    def error(self, message: str, code: int = h2.errors.ErrorCodes.CANCEL) -> StreamReset:
+        """A StreamReset for this connection's streams; "upstream: ..." on the upstream's
+        (serve_stream answers those 502 while no response was sent)."""
+        return StreamReset(f"upstream: {message}" if self.upstream else message, code)
+
+    async def _linger(self, seconds: float = 1.0) -> None:
+        """After GOAWAY: read and drop what the peer still sends, for a moment, before
+        closing; closing with unread data makes TCP send RST, and the peer might lose
+        the GOAWAY (RFC 9113 §6.8, §5.4.1)."""
+        endpoint, reader = self.endpoint, self.endpoint.reader
+        deadline = self.loop.time() + seconds
+        try:
+            while not endpoint.closed and self.loop.time() < deadline:
+                reader.take_rest()
+                await asyncio.wait_for(endpoint.wait_data(), deadline - self.loop.time())
+        except (TimeoutError, ConnectionGone):
+            pass
+        endpoint.close()
+
+    def calm_down(self, why: str, close: bool = True) -> None:
+        """End an abusive client's connection: GOAWAY ENHANCE_YOUR_CALM, a log line
+        (the endpoint is closed by the pump, after `_linger`, unless `close`)."""
+        peer = self.endpoint.transport.get_extra_info("peername") or ("?", 0)
+        logger.warning("%s:%s: HTTP/2 abuse, GOAWAY ENHANCE_YOUR_CALM: %s", peer[0],
+                       peer[1], why)
+        try:
+            self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        except h2.exceptions.ProtocolError:
+            pass
+        self.flush_now()
+        self.closed = True
+        if close:
+            self.endpoint.close()
 
     def on_reset(self, stream: H2Stream) -> None:
         """Hook: the peer reset `stream`."""
@@ -437,7 +674,16 @@ class H2Conn:
                 await self.endpoint.drain()
             if conn.local_flow_control_window(sid) <= 0:
                 waiter = stream.window = self.loop.create_future()
-                await waiter
+                if self.limits is None:
+                    await waiter
+                    continue
+                try:  # a peer that never opens its window holds the stream: a deadline
+                    await asyncio.wait_for(waiter, self.limits.stall_timeout)
+                except TimeoutError:
+                    self.calm_down(f"flow-control window shut for more than "
+                                   f"{self.limits.stall_timeout:g} s (h2_stall_timeout)")
+                    raise StreamReset("client stalled: window shut past h2_stall_timeout",
+                                      h2.errors.ErrorCodes.ENHANCE_YOUR_CALM) from None
 
     def end_stream(self, stream: H2Stream) -> None:
         self.conn.end_stream(stream.id)
@@ -478,6 +724,12 @@ class H2Conn:
         self.endpoint.close()
 
 
+_LIMITED = frozenset((h2.events.StreamReset, h2.events.RemoteSettingsChanged,
+                      h2.events.SettingsAcknowledged, h2.events.PingReceived,
+                      h2.events.PingAckReceived, h2.events.PriorityUpdated,
+                      h2.events.WindowUpdated))
+
+
 def _eof(endpoint: Endpoint) -> bool:
     return endpoint.closed
 
@@ -492,8 +744,8 @@ def _code(code) -> str:
 class ClientH2Conn(H2Conn):
     """The client's side: a reset stream cancels the task serving it."""
 
-    def __init__(self, endpoint: Endpoint, on_request, on_reset) -> None:
-        super().__init__(endpoint, False, on_request)
+    def __init__(self, endpoint: Endpoint, on_request, on_reset, limits: H2Limits) -> None:
+        super().__init__(endpoint, False, on_request, limits)
         self._on_reset = on_reset
 
     def on_reset(self, stream: H2Stream) -> None:
@@ -532,7 +784,8 @@ class Http2Layer(Layer):
                 self.use_upstream_h2(upstream)
             else:
                 ctx.pool.release(upstream)
-        client = self.client = ClientH2Conn(ctx.client, self.new_stream, self.stream_reset)
+        client = self.client = ClientH2Conn(ctx.client, self.new_stream, self.stream_reset,
+                                            H2Limits(ctx.options))
         client.start()
         try:
             await client.pump()
@@ -570,9 +823,24 @@ class Http2Layer(Layer):
         except asyncio.CancelledError:
             await exchange.fail("stream reset by the client")
             exchange.abort_upstream()
-        except StreamReset as e:
-            await exchange.fail(str(e))
+        except ReadTimeout as e:
             exchange.abort_upstream()
+            if exchange.response_sent or self.client.closed:
+                await exchange.fail(str(e))
+                self.client.reset(stream, h2.errors.ErrorCodes.CANCEL)
+            else:
+                await exchange.error_response(504, str(e))
+        except StreamReset as e:
+            exchange.abort_upstream()
+            # An upstream's malformed response or broken connection is a 502 while no
+            # response went out (RFC 9113 §8.1.1: never passed on); its RST_STREAM is
+            # passed on as a reset (REFUSED_STREAM tells the client it may retry).
+            if str(e).startswith("upstream") and "reset by peer" not in str(e) and \
+                    not exchange.response_sent and not self.client.closed and \
+                    stream.error is None:
+                await exchange.bad_gateway(str(e))
+                return
+            await exchange.fail(str(e))
             self.client.reset(stream, e.code if "upstream" not in str(e) else
                               h2.errors.ErrorCodes.CANCEL)
         except (ConnectionGone, ProtocolError, h2.exceptions.ProtocolError) as e:
@@ -615,8 +883,21 @@ class Http2Layer(Layer):
 class H2Exchange:
     """One HTTP/2 request stream and its response, as an `HTTPFlow`."""
 
-    __slots__ = ("layer", "ctx", "client", "stream", "pseudo", "fields", "flow", "h1",
-                 "up_stream", "up_conn", "response_sent")
+    __slots__ = (
+        "client",
+        "ctx",
+        "fields",
+        "flow",
+        "h1",
+        "layer",
+        "pseudo",
+        "response_sent",
+        "stream",
+        "tee",
+        "up_conn",
+        "up_stream",
+        "upload",
+    )
 
     def __init__(self, layer: Http2Layer, stream: H2Stream, pseudo: dict,
                  fields: list) -> None:
@@ -631,6 +912,10 @@ class H2Exchange:
         self.up_stream: H2Stream | None = None
         self.up_conn: H2Conn | None = None
         self.response_sent = False
+        self.upload: asyncio.Task | None = None
+        """The request body going out while the response head is awaited."""
+        self.tee: BodyTee | None = None
+        """A streamed request body kept for the recording (save_stream_file)."""
 
     # -- the request ------------------------------------------------------------------
 
@@ -651,9 +936,15 @@ class H2Exchange:
         host, port, authority = self.target()
         scheme = self.layer.scheme.encode()
         method = pseudo.get(b":method", b"GET")
+        # Empty only when END_STREAM is the next thing queued: HEADERS, DATA and
+        # END_STREAM of a small request often arrive in one read, and are all queued
+        # before this runs (a body taken as b"" then was lost: issue 15, finding 1).
+        stream = self.stream
+        ended = stream.data.at_end()
+        trailers = Headers(stream.trailers) if ended and stream.trailers else None
         return Request(host, port, method, scheme, authority, pseudo.get(b":path", b"/"),
-                       b"HTTP/2.0", Headers(self.fields), b"" if self.stream.ended else None,
-                       None, time.time(), time.time() if self.stream.ended else None)
+                       b"HTTP/2.0", Headers(self.fields), b"" if ended else None,
+                       trailers, time.time(), time.time() if ended else None)
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -664,12 +955,19 @@ class H2Exchange:
                 return
         flow = self.flow = HTTPFlow(ctx.client_conn, ctx.server_conn, live=True)
         request = flow.request = self.make_request()
-        gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
+        # The request body is gathered for a `request` listener only; a recording keeps
+        # a streamed one up to save_body_limit (issue 15, finding 6).
+        gather = bool(addons.body_listeners["request"])
         if listeners.requestheaders:
             await addons.trigger("requestheaders", flow)
+        if request.raw_content is None and not (gather and not request.stream) and \
+                ctx.options.save_stream_file:
+            self.tee = BodyTee(ctx.options.save_body_limit)
         if request.raw_content is None and (gather and not request.stream):
             request.raw_content = await self.gather(self.client, self.stream)
             request.timestamp_end = time.time()
+            if self.stream.trailers:
+                request.trailers = Headers(self.stream.trailers)
         if listeners.request:
             await addons.trigger("request", flow)
         if flow.error is not None:  # killed
@@ -706,20 +1004,21 @@ class H2Exchange:
         headers = [(b":method", pseudo.get(b":method", b"GET")),
                    (b":scheme", self.layer.scheme.encode()), (b":authority", authority),
                    (b":path", pseudo.get(b":path", b"/"))]
-        headers += [f for f in self.fields if f[0] not in CONNECTION_SPECIFIC]
+        headers += h2_fields(self.fields)
         ended = stream.data.at_end()
         up = self.up_stream = await conn.open_stream(headers, end=ended)
-        if not ended:
-            await self.relay_data(self.client, stream, conn, up)
-        status, fields = _split_response_headers(await up.headers)
+        upload = None if ended else self.relay_data(self.client, stream, conn, up)
+        status, fields = _split_response_headers(await self.upload_and_head(upload,
+                                                                             up.headers))
         headers = [(b":status", str(status).encode())]
-        headers += [f for f in fields if f[0] not in CONNECTION_SPECIFIC]
+        headers += h2_fields(fields)
         ended = up.data.at_end()
         self.client.conn.send_headers(stream.id, headers, end_stream=ended)
         self.client.flush()
         self.response_sent = True
         if not ended:
             await self.relay_data(conn, up, self.client, stream)
+        self.end_upload()
         conn.forget(up)
         return True
 
@@ -742,8 +1041,7 @@ class H2Exchange:
             if end:
                 return
         if src_stream.trailers:
-            dst.conn.send_headers(dst_stream.id, [f for f in src_stream.trailers
-                                                  if f[0] not in CONNECTION_SPECIFIC],
+            dst.conn.send_headers(dst_stream.id, h2_fields(src_stream.trailers),
                                   end_stream=True)
             dst.flush()
         else:
@@ -761,13 +1059,33 @@ class H2Exchange:
             if request.raw_content:
                 yield request.raw_content, 0
             return
+        tee = self.tee
         while True:
             item = await self.stream.data.get()
             if item is None:
+                if tee is not None:  # the body (and trailers) in the recorded flow
+                    if self.stream.trailers:
+                        request.trailers = Headers(self.stream.trailers)
+                    tee.attach(self.flow, request, "request")
+                    self.tee = None
                 return
             if isinstance(item, StreamReset):
                 raise item
+            if tee is not None:
+                tee.add(item[0])
             yield item
+
+    def request_trailers(self) -> list | None:
+        """The request's trailer fields to send (the flow's when the body was taken in,
+        else the stream's, known once it ended), without connection-specific ones."""
+        request = self.flow.request
+        if request.raw_content is not None:
+            fields = request.trailers.fields if request.trailers else None
+        else:
+            fields = self.stream.trailers
+        if not fields:
+            return None
+        return h2_fields(fields)
 
     # -- upstream over HTTP/2 ---------------------------------------------------------
 
@@ -780,24 +1098,64 @@ class H2Exchange:
             _authority(request.host, request.port, request.scheme)
         headers = [(b":method", request.method.encode()), (b":scheme", request.scheme.encode()),
                    (b":authority", authority), (b":path", request.path.encode())]
-        headers += [(n.lower(), v) for n, v in request.headers.fields
-                    if n.lower() not in CONNECTION_SPECIFIC]
-        no_body = request.raw_content == b"" or (request.raw_content is None and
-                                                 self.stream.ended and self.stream.data.empty())
+        headers += h2_fields(request.headers.fields)
+        no_body = self.request_trailers() is None and (
+            request.raw_content == b"" or request.raw_content is None and
+            self.stream.data.at_end())
         up = self.up_stream = await conn.open_stream(headers, end=no_body)
-        if not no_body:
-            async for data, length in self.body_chunks():
-                await conn.send_data(up, data, False)
-                self.client.ack(self.stream, length)
-            conn.conn.end_stream(up.id)
-            conn.flush()
-        request.timestamp_end = request.timestamp_end or time.time()
-        resp_headers = await up.headers
+        resp_headers = await self.upload_and_head(
+            None if no_body else self.upload_h2(conn, up), up.headers)
         status, fields = _split_response_headers(resp_headers)
         response = flow.response = Response(b"HTTP/2.0", status, _REASONS.get(status, b""),
                                             Headers(fields), None, None, time.time(), None)
         await self.response_body(conn, up, response, None)
+        self.end_upload()
         conn.forget(up)
+
+    async def upload_h2(self, conn: H2Conn, up: H2Stream) -> None:
+        """The request body (then its trailers) onto the upstream stream."""
+        async for data, length in self.body_chunks():
+            await conn.send_data(up, data, False)
+            self.client.ack(self.stream, length)
+        trailers = self.request_trailers()
+        if trailers:
+            conn.conn.send_headers(up.id, trailers, end_stream=True)
+        else:
+            conn.conn.end_stream(up.id)
+        conn.flush()
+        self.flow.request.timestamp_end = self.flow.request.timestamp_end or time.time()
+
+    # -- the request body and the response head, at once ---------------------------------
+
+    async def upload_and_head(self, upload, head):
+        """The response head (`head`, awaitable), while `upload` (a coroutine sending the
+        request body, or None) runs: an origin may answer before it read the whole body
+        (a 413 or 405; RFC 9113 §8.1, RFC 9110 §15.5.14), and that answer goes to the
+        client at once; the upload goes on meanwhile (`end_upload` stops it after the
+        response). read_timeout counts from the end of the upload."""
+        timeout = self.ctx.options.read_timeout
+        if upload is None:
+            return await response_head(head, timeout)
+        task = self.upload = self.ctx.client.loop.create_task(upload)
+        return await head_while_uploading(task, head, timeout)
+
+    def end_upload(self) -> None:
+        """After the response: stop an upload the origin did not wait for, and tell the
+        client with RST_STREAM NO_ERROR that the rest is not wanted (RFC 9113 §8.1)."""
+        task, self.upload = self.upload, None
+        if task is None:
+            return
+        if task.done():  # finished, or broken by the origin that answered early
+            if task.cancelled() or task.exception() is None:
+                return
+        else:
+            task.cancel()
+        if self.up_stream is not None and self.up_conn is not None:
+            self.up_conn.reset(self.up_stream, h2.errors.ErrorCodes.NO_ERROR)
+        if self.h1 is not None:  # the request was not finished: not reusable
+            self.h1.endpoint.close()
+            self.h1 = None
+        self.client.reset(self.stream, h2.errors.ErrorCodes.NO_ERROR)
 
     # -- upstream over HTTP/1.1 -------------------------------------------------------
 
@@ -832,24 +1190,34 @@ class H2Exchange:
         endpoint.write(build_head(start, fields, None, extra))
         if body:
             endpoint.write(body)
-        elif body is None:
-            async for data, length in self.body_chunks():
-                endpoint.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-                await endpoint.drain()
-                self.client.ack(self.stream, length)
-            if chunked:
-                endpoint.write(b"0\r\n\r\n")
-            request.timestamp_end = time.time()
-        head = await self.h1_response_head(endpoint, request.method.encode())
-        fields = [(n.lower(), v) for n, v in head.fields if n.lower() not in CONNECTION_SPECIFIC]
+        upload = self.upload_h1(endpoint, chunked) if body is None else None
+        head = await self.upload_and_head(upload, self.h1_response_head(
+            endpoint, request.method.encode()))
+        fields = h2_fields(head.fields)
         response = flow.response = Response(head.version, head.status_code, head.reason,
                                             Headers(fields), None, None, time.time(), None)
         await self.response_body(None, None, response, endpoint)
+        self.end_upload()
+        if self.h1 is None:
+            return  # closed: the request body was not all sent
         if head.keep_alive and not endpoint.reader.body_is_close_delimited:
             ctx.pool.release(upstream)
         else:
             endpoint.close()
         self.h1 = None
+
+    async def upload_h1(self, endpoint: Endpoint, chunked: bool) -> None:
+        """The request body to an HTTP/1.1 upstream, chunked (trailers in the last chunk)
+        when the client gave no content-length."""
+        async for data, length in self.body_chunks():
+            endpoint.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            await endpoint.drain()
+            self.client.ack(self.stream, length)
+        if chunked:
+            trailers = self.request_trailers()
+            endpoint.write(build_head(b"0", trailers, None, None) if trailers
+                           else b"0\r\n\r\n")
+        self.flow.request.timestamp_end = time.time()
 
     async def h1_response_head(self, endpoint: Endpoint, method: bytes):
         while True:
@@ -924,15 +1292,14 @@ class H2Exchange:
     async def send_head(self, response: Response, end: bool,
                         fields: list | None = None) -> None:
         headers = [(b":status", str(response.status_code).encode())]
-        headers += [(n.lower(), v) for n, v in (fields or response.headers.fields)
-                    if n.lower() not in CONNECTION_SPECIFIC]
+        headers += h2_fields(fields or response.headers.fields)
         self.client.conn.send_headers(self.stream.id, headers, end_stream=end)
         self.client.flush()
         self.response_sent = True
 
     async def send_response(self, response: Response, body: bytes) -> None:
         """A whole response (the body re-framed by its length)."""
-        head_request = self.flow.request.method == "HEAD"
+        head_request = self.pseudo.get(b":method") == b"HEAD"
         fields = [(n, v) for n, v in response.headers.fields if n.lower() != b"content-length"]
         if not head_request:
             fields.append((b"content-length", str(len(body)).encode()))
@@ -950,9 +1317,13 @@ class H2Exchange:
             self.client.reset(self.stream, h2.errors.ErrorCodes.NO_ERROR)
 
     async def bad_gateway(self, message: str) -> None:
+        await self.error_response(502, message)
+
+    async def error_response(self, status: int, message: str) -> None:
+        """`error` fired on the flow, then a plain-text response with the reason."""
         await self.fail(message)
         body = (message + "\n").encode("utf-8", "replace")
-        await self.send_response(Response(b"HTTP/2.0", 502, b"Bad Gateway",
+        await self.send_response(Response(b"HTTP/2.0", status, _REASONS.get(status, b""),
                                           Headers([(b"content-type",
                                                     b"text/plain; charset=utf-8")]),
                                           body, None, time.time(), time.time()), body)
@@ -967,11 +1338,36 @@ class H2Exchange:
 
     def abort_upstream(self) -> None:
         """End the upstream half of a stream that failed or was reset."""
+        if self.upload is not None:
+            self.upload.cancel()
+            self.upload = None
         if self.up_stream is not None and self.up_conn is not None:
             self.up_conn.reset(self.up_stream)
         if self.h1 is not None:
             self.h1.endpoint.close()
             self.h1 = None
+
+
+async def head_while_uploading(task: asyncio.Task, head, timeout: float):
+    """The response head (`head`, awaitable) while `task` sends the request body: an early
+    answer is returned at once, the upload going on; read_timeout counts from the end of
+    the upload. The upload's error if it failed and no head followed."""
+    head = asyncio.ensure_future(head)
+    try:
+        await asyncio.wait((task, head), return_when=asyncio.FIRST_COMPLETED)
+        if head.done():
+            return head.result()  # early: the upload goes on
+        if task.exception() is not None:
+            # An origin that answers early and closes breaks the upload: its answer
+            # may still be on the way. A moment for it, else the upload's error.
+            try:
+                return await response_head(head, min(timeout, 2.0))
+            except (ReadTimeout, ConnectionGone, StreamReset, ProtocolError):
+                raise task.exception() from None
+    except BaseException:
+        head.cancel()
+        raise
+    return await response_head(head, timeout)
 
 
 async def gather_stream(conn: H2Conn, stream: H2Stream, limit: int,
