@@ -10,7 +10,7 @@ hands out the received `bytes` object itself whenever the whole of it is body.
 `Relay` is the protocol for one side of a tunnel: whatever it reads it writes to the
 peer's transport, and the peer's write buffer pausing pauses this side's reading.
 
-`Head` (a parsed head) and `Route` (where a request goes, `proxy.layers.routing`) are C
+`Head` (a parsed head) and `Route` (where a request goes, `proxy.layers.http.routing`) are C
 types declared in _core.pxd, so that the recorder's capture reads them as structs.
 """
 
@@ -104,7 +104,7 @@ cdef class Head:
 @cython.freelist(64)
 cdef class Route:
     """The upstream of one request and how its head is rewritten for it
-    (`fastproxy.proxy.layers.routing.route_request` makes it; _core.pxd says what each
+    (`fastproxy.proxy.layers.http.routing.route_request` makes it; _core.pxd says what each
     field holds)."""
 
     def __init__(self, str scheme, str host, int port, bytes authority, bytes path,

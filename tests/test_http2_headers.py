@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastproxy.proxy.layers.http2 import MalformedHeaders, check_fields, parse_request_headers
+from fastproxy.proxy.layers.http.h2fields import MalformedHeaders, check_fields, parse_request_headers
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test"),
         (b":path", b"/x")]

@@ -358,7 +358,7 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
     from fastproxy.io._encode import unpack_all
     from fastproxy.io._handover import Capture, ExchangeSender
     from fastproxy.proxy import capture
-    from fastproxy.proxy.layers.routing import Route
+    from fastproxy.proxy.layers.http.routing import Route
     from tests.test_flowfile import make_flow as make_conns
 
     def body(reader, tee):

@@ -255,7 +255,7 @@ def _is_loopback(host: str) -> bool:
 
 def first_layer(ctx: RootContext, validator) -> Layer:
     """The layer a new client of this mode starts with."""
-    from fastproxy.proxy.layers.http1 import HttpLayer
+    from fastproxy.proxy.layers.http.http1 import HttpLayer
     mode = ctx.mode
     if isinstance(mode, ReverseMode):
         if mode.scheme in ("tcp", "tls"):
@@ -270,9 +270,12 @@ def first_layer(ctx: RootContext, validator) -> Layer:
         from fastproxy.proxy.transparent import TransparentLayer
         return TransparentLayer(ctx)
     if isinstance(mode, UpstreamMode):
-        from fastproxy.proxy.layers.upstream_mode import UpstreamHttpLayer, auth_layer
+        from fastproxy.proxy.layers.http.upstream_mode import (
+            UpstreamHttpLayer,
+            auth_layer,
+        )
         return auth_layer(UpstreamHttpLayer, ctx, validator)
     if validator is not None:
-        from fastproxy.proxy.layers.upstream_mode import auth_layer
+        from fastproxy.proxy.layers.http.upstream_mode import auth_layer
         return auth_layer(HttpLayer, ctx, validator)
     return HttpLayer(ctx)

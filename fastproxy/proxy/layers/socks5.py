@@ -149,8 +149,8 @@ class Socks5Layer(Layer):
 
     def wrong_version(self, version: int) -> None:
         if 0x41 <= version <= 0x5A:  # an HTTP method: tell the user what went wrong
-            from fastproxy.proxy.layers.http1 import _error_response
-            self.ctx.client.write(_error_response(
+            from fastproxy.proxy.layers.http.http1_heads import error_response
+            self.ctx.client.write(error_response(
                 400, f"Invalid SOCKS version: expected 0x05, got {version:#04x}. This port "
                      "serves SOCKS5 (did you mean an HTTP proxy, --mode regular?)"))
         raise SocksError(f"invalid SOCKS version {version:#04x}")

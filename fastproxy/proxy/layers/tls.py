@@ -535,14 +535,14 @@ class TlsLayer(Layer):
         return upstream, next((p for p in offers if p != b"h2"), None)
 
     def next_layer(self, upstream: Upstream | None, alpn: bytes | None) -> Layer:
-        from fastproxy.proxy.layers.http1 import HttpLayer
+        from fastproxy.proxy.layers.http.http1 import HttpLayer
         ctx = self.ctx
         if alpn == b"h2":
-            from fastproxy.proxy.layers.http2 import Http2Layer
+            from fastproxy.proxy.layers.http.http2 import Http2Layer
             return Http2Layer(ctx, self.address if self.tunnel else None,
                               "https" if self.upstream_tls else "http", upstream)
         if upstream is not None and upstream.server.alpn == b"h2":
-            from fastproxy.proxy.layers.http1_h2 import Http1ToH2Layer
+            from fastproxy.proxy.layers.http.http1_h2 import Http1ToH2Layer
             return Http1ToH2Layer(ctx, self.address, upstream)  # reverse mode too
         if upstream is not None:
             ctx.server_conn = upstream.server
@@ -557,7 +557,7 @@ class ReverseTlsLayer(Layer):
     ClientHello (as mitmdump, plain and TLS clients share the port)."""
 
     async def run(self) -> None:
-        from fastproxy.proxy.layers.http1 import HttpLayer
+        from fastproxy.proxy.layers.http.http1 import HttpLayer
         ctx = self.ctx
         client = ctx.client
         while client.reader.buffered == 0 and not client.closed and not client.reader.at_eof:

@@ -16,7 +16,7 @@ import time
 from fastproxy._core import ProtocolError, Relay
 from fastproxy.http import Headers, HTTPFlow, Request
 from fastproxy.proxy.context import Layer, RootContext, run_layer
-from fastproxy.proxy.layers.routing import split_authority
+from fastproxy.proxy.layers.http.routing import split_authority
 from fastproxy.proxy.layers.tcp import TcpLayer, relay
 from fastproxy.proxy.mode_specs import RegularMode, UpstreamMode
 from fastproxy.proxy.upstream import Upstream, UpstreamError
@@ -74,7 +74,7 @@ async def _connect_allowed(ctx: RootContext, head, host: str, port: int) -> bool
         return False
     if response is None or 200 <= response.status_code < 300:
         return True
-    from fastproxy.proxy.layers.http1 import serialize_response
+    from fastproxy.proxy.layers.http.http1_heads import serialize_response
     ctx.client.write(serialize_response(response, close=True))
     ctx.client.transport.close()
     return False
@@ -82,7 +82,7 @@ async def _connect_allowed(ctx: RootContext, head, host: str, port: int) -> bool
 
 async def choose_tunnel_layer(ctx: RootContext, host: str, port: int) -> Layer:
     """The layer for a tunnel's content, from the host options and its first bytes."""
-    from fastproxy.proxy.layers.http1 import HttpLayer
+    from fastproxy.proxy.layers.http.http1 import HttpLayer
     if _matches(ctx.options.tcp_hosts, host, port):
         return TcpLayer(ctx, (host, port))
     if _passes_through(ctx.options, host, port):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from fastproxy._core import ProtocolError, connection_tokens
+from fastproxy._core import ProtocolError
 
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"upgrade"))

@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 from fastproxy.http import HTTPFlow
-from fastproxy.proxy.layers.http1 import Exchange, HttpLayer
-from fastproxy.proxy.layers.routing import parse_absolute_form
+from fastproxy.proxy.layers.http.http1 import Exchange, HttpLayer
+from fastproxy.proxy.layers.http.routing import parse_absolute_form
 from fastproxy.proxy.proxyauth import AuthMixin
 from fastproxy.proxy.upstream import Upstream
 

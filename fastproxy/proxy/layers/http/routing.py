@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from fastproxy._core import ProtocolError, Route
-from fastproxy.proxy.layers.semantics import HOP_BY_HOP
+from fastproxy.proxy.layers.http.semantics import HOP_BY_HOP
 from fastproxy.proxy.mode_specs import ReverseMode, UpstreamMode
 
 HOP_BY_HOP_AND_HOST = HOP_BY_HOP | {b"host"}

@@ -16,8 +16,15 @@ from __future__ import annotations
 import time
 from typing import Any, Coroutine
 
-from fastproxy._core import (BODY, CLOSED, END, HEAD, NEED_DATA, ProtocolError, build_head,
-                             lowered_name)
+from fastproxy._core import (
+    BODY,
+    CLOSED,
+    END,
+    HEAD,
+    NEED_DATA,
+    ProtocolError,
+    build_head,
+)
 from fastproxy.flow import Error
 from fastproxy.http import Headers, HTTPFlow, Request, Response
 from fastproxy.io._handover import Capture
@@ -25,18 +32,35 @@ from fastproxy.io.bodies import BodyTee
 from fastproxy.log import logger
 from fastproxy.proxy import capture
 from fastproxy.proxy.context import Layer, RootContext
-from fastproxy.proxy.layers.routing import Route, route_request
-from fastproxy.proxy.layers.semantics import (HOP_BY_HOP, HOP_BY_HOP_REFRAMED, check_fields,
-                                              check_status)
+from fastproxy.proxy.layers.http.http1_heads import (
+    CLOSE_FIELD,
+    KEEP_ALIVE_FIELD,
+    InvalidFlowHeaders,
+    check_flow_request,
+    checked_response_line,
+    error_response,
+    reframed_drop,
+    status_line_of,
+    with_hop_by_hop,
+    with_host,
+    without_host,
+)
+from fastproxy.proxy.layers.http.routing import Route, route_request
+from fastproxy.proxy.layers.http.semantics import (
+    HOP_BY_HOP,
+    HOP_BY_HOP_REFRAMED,
+)
 from fastproxy.proxy.layers.websocket import handshake as websocket_handshake
 from fastproxy.proxy.layers.websocket import mark_upgraded, wants_handshake_flow
-from fastproxy.proxy.streams import (BodyErrorBeforeHead, ConnectionGone, EarlyResponse,
-                                      ResponseTimedOut)
+from fastproxy.proxy.streams import (
+    BodyErrorBeforeHead,
+    ConnectionGone,
+    EarlyResponse,
+    ResponseTimedOut,
+)
 from fastproxy.proxy.upstream import Upstream, UpstreamError
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-CLOSE_FIELD = [(b"Connection", b"close")]
-KEEP_ALIVE_FIELD = [(b"Connection", b"keep-alive")]
 
 
 class BodyTooLarge(Exception):
@@ -45,11 +69,6 @@ class BodyTooLarge(Exception):
 
 class BadUpstream(Exception):
     """The upstream sent no valid response head (closed, or not HTTP/1): a 502."""
-
-
-class InvalidFlowHeaders(Exception):
-    """An addon left a header field that cannot be sent (CR, LF or NUL in a value, a name
-    that is not a token): a 502, never a header injected into the next hop."""
 
 
 class StaleUpstream(BadUpstream):
@@ -101,7 +120,7 @@ class HttpLayer(Layer):
         logger.info("%s: %d %s", _peer(self.ctx), status, message)
         client = self.ctx.client
         if not client.closed:
-            client.write(_error_response(status, message))
+            client.write(error_response(status, message))
             client.transport.close()
 
     async def exchange(self, head) -> bool:
@@ -210,8 +229,8 @@ class Exchange:
         if resp.status_code == 101:
             if rec is not None:
                 rec.record(self)
-            return await self.switch_protocols(upstream, _status_line(resp), resp.fields)
-        response_head = self.response_head(_status_line(resp), resp.fields,
+            return await self.switch_protocols(upstream, status_line_of(resp), resp.fields)
+        response_head = self.response_head(status_line_of(resp), resp.fields,
                                            self.response_drop(resp), None)
         source, client = upstream.endpoint, ctx.client
         if not source.relay_now(client, response_head, tee):
@@ -295,7 +314,7 @@ class Exchange:
             if pending is not None:
                 await pending
         if resp_head.status_code == 101:
-            return await self.switch_protocols(upstream, _response_line(response),
+            return await self.switch_protocols(upstream, checked_response_line(response),
                                                list(response.headers.fields))
         if not upstream.endpoint.reader.has_body:
             return await self.deliver_bodyless(flow, upstream, resp_head)
@@ -309,7 +328,7 @@ class Exchange:
         if callable(response.stream):
             await self.stream_response_through(upstream, response, resp_head)
             return await self.response_streamed(flow, upstream, resp_head)
-        response_head = self.response_head(_response_line(response), list(response.headers.fields),
+        response_head = self.response_head(checked_response_line(response), list(response.headers.fields),
                                            self.response_drop(resp_head), None)
         # Recording keeps the streamed body (up to its limit) for the flow file.
         tee = BodyTee(ctx.options.save_body_limit) if ctx.options.save_stream_file else None
@@ -356,7 +375,7 @@ class Exchange:
         if callable(response.stream):
             await self.stream_response_through(upstream, response, resp_head)
         else:
-            head = self.response_head(_response_line(response), list(response.headers.fields),
+            head = self.response_head(checked_response_line(response), list(response.headers.fields),
                                       self.response_drop(resp_head), None)
             await upstream.endpoint.relay_body(ctx.client, head, None)
         return await self.response_streamed(flow, upstream, resp_head)
@@ -371,7 +390,7 @@ class Exchange:
         if not chunked:
             self.client_keep_alive = False
         extra = [(b"Transfer-Encoding", b"chunked")] if chunked else None
-        self.ctx.client.write(self.response_head(_response_line(response), fields,
+        self.ctx.client.write(self.response_head(checked_response_line(response), fields,
                                                  self.response_drop(resp_head), extra))
         await _transform_body(upstream.endpoint, self.ctx.client, response.stream, chunked)
 
@@ -392,14 +411,14 @@ class Exchange:
                           b"" if bodyless else None, None, now, now if bodyless else None)
         flow.request = request
         if route.host_header is not None:
-            request.headers.fields = _with_host(head.fields, route.host_header.encode())
+            request.headers.fields = with_host(head.fields, route.host_header.encode())
         return flow
 
     def request_bytes(self, request: Request) -> bytes:
         """The flow's request head for the upstream, with its body when it was gathered."""
-        _check_flow_request(request)
+        check_flow_request(request)
         start = request.start_line(self.head.version)
-        route_drop = _without_host(self.route.drop)  # the flow's Host (make_flow, addons) is sent
+        route_drop = without_host(self.route.drop)  # the flow's Host (make_flow, addons) is sent
         if request.raw_content is not None and self.request_body_done:
             body = request.raw_content
             extra = [(b"Content-Length", str(len(body)).encode())] if body or \
@@ -452,7 +471,7 @@ class Exchange:
             self.write_response(response)
         else:  # keep the framing fields: a HEAD response's Content-Length is the GET's
             self.ctx.client.write(self.response_head(
-                _response_line(response), list(response.headers.fields),
+                checked_response_line(response), list(response.headers.fields),
                 self.response_drop(resp_head), None))
         return self.finish(upstream, resp_head)
 
@@ -460,7 +479,7 @@ class Exchange:
         body = response.raw_content or b""
         extra = [(b"Content-Length", str(len(body)).encode())]
         fields = list(response.headers.fields)
-        head = self.response_head(_response_line(response), fields, _reframed_drop(fields), extra)
+        head = self.response_head(checked_response_line(response), fields, reframed_drop(fields), extra)
         if body and self.head.method != b"HEAD":
             self.ctx.client.write_both(head, body)
         else:
@@ -486,7 +505,7 @@ class Exchange:
                                               else pool.acquire(scheme, host, port))
         except UpstreamError as e:
             await self.fail(str(e))
-            self.ctx.client.write(_error_response(502, str(e), close=True))
+            self.ctx.client.write(error_response(502, str(e), close=True))
             self.ctx.client.transport.close()
             return None
         self.ctx.server_conn = upstream.server
@@ -574,13 +593,13 @@ class Exchange:
             if head.status_code >= 200 or head.status_code == 101:
                 return head
             if head.status_code != 100:  # our own 100 Continue already went out
-                self.ctx.client.write(build_head(_status_line(head), head.fields, HOP_BY_HOP, None))
+                self.ctx.client.write(build_head(status_line_of(head), head.fields, HOP_BY_HOP, None))
             endpoint.reader.next_event()  # END of the interim response
             if not self.request_body_done:  # it came while the body was going up
                 await self.stream_request_body()
 
     def response_drop(self, resp) -> frozenset:
-        return HOP_BY_HOP if not resp.has_hop_headers else _with_hop_by_hop(resp.connection_tokens)
+        return HOP_BY_HOP if not resp.has_hop_headers else with_hop_by_hop(resp.connection_tokens)
 
     def response_head(self, status_line: bytes, fields: list, drop: frozenset,
                       extra: list | None) -> bytes:
@@ -639,10 +658,6 @@ class Exchange:
 HttpLayer.exchange_class = Exchange  # upstream mode's layer has its own (upstream_mode.py)
 
 
-def _status_line(head) -> bytes:
-    return b"%s %d %s" % (head.version, head.status_code, head.reason)
-
-
 async def _transform_body(source: Any, sink: Any, function: Any, chunked: bool) -> None:
     """Each piece of `source`'s message body, transfer coding removed, through
     `function` (bytes -> bytes or iterable of bytes; called with b"" at the end, as
@@ -669,90 +684,6 @@ def _write_pieces(sink: Any, result: Any, chunked: bool) -> None:
     for piece in ((result,) if isinstance(result, (bytes, bytearray)) else result or ()):
         if piece:
             sink.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else bytes(piece))
-
-
-def _response_line(response: Response) -> bytes:
-    """The status line of a flow's response, once what an addon may have changed past
-    the model's own checks (the status code, the field list itself) is checked."""
-    try:
-        check_status(response.status_code)
-        check_fields(response.headers.fields)
-    except ProtocolError as e:
-        raise InvalidFlowHeaders(f"an addon set an invalid response: {e}") from None
-    return response.status_line()
-
-
-def _with_host(fields: list, host: bytes) -> list:
-    """`fields` with the Host value replaced (in place of the first Host, else first)."""
-    replaced = [(name, host) if lowered_name(name) == b"host" else (name, value)
-                for name, value in fields]
-    if not any(lowered_name(name) == b"host" for name, _ in fields):
-        replaced.insert(0, (b"Host", host))
-    return replaced
-
-
-_WITHOUT_HOST: dict[frozenset, frozenset] = {}
-
-
-def _without_host(drop: frozenset) -> frozenset:
-    """`drop` less "host" (cached: routes share a few drop sets)."""
-    result = _WITHOUT_HOST.get(drop)
-    if result is None:
-        result = drop - {b"host"}
-        if len(_WITHOUT_HOST) < 256:  # Connection-listed names make drop sets vary
-            _WITHOUT_HOST[drop] = result
-    return result
-
-
-_DROP_SETS: dict[frozenset, frozenset] = {}
-
-
-def _with_hop_by_hop(tokens: frozenset) -> frozenset:
-    """HOP_BY_HOP and the names a Connection field lists (RFC 9110 §7.6.1), cached by
-    those names: servers send the same Connection value on every response."""
-    drop = _DROP_SETS.get(tokens)
-    if drop is None:
-        drop = HOP_BY_HOP | tokens
-        if len(_DROP_SETS) < 256:
-            _DROP_SETS[tokens] = drop
-    return drop
-
-
-def _reframed_drop(fields: list) -> frozenset:
-    """Hop-by-hop and framing fields, and those a Connection field lists (RFC 9110 §7.6.1)."""
-    listed = {t.strip().lower() for name, value in fields if name.lower() == b"connection"
-              for t in value.split(b",")}
-    return HOP_BY_HOP_REFRAMED | listed if listed else HOP_BY_HOP_REFRAMED
-
-
-def _check_flow_request(request: Request) -> None:
-    """Refuse header fields an addon made unsendable by changing `headers.fields`
-    itself (the model checks what is assigned through it; see InvalidFlowHeaders)."""
-    try:
-        check_fields(request.headers.fields)
-    except ProtocolError as e:
-        raise InvalidFlowHeaders(f"an addon set an invalid request: {e}") from None
-
-
-def serialize_response(response: Response, close: bool) -> bytes:
-    """A whole response (head and body, Content-Length framed) as bytes."""
-    body = response.raw_content or b""
-    extra = [(b"Content-Length", str(len(body)).encode())]
-    if close:
-        extra += CLOSE_FIELD
-    return build_head(_response_line(response), list(response.headers.fields),
-                      HOP_BY_HOP_REFRAMED, extra) + body
-
-
-def _error_response(status: int, message: str, close: bool = True) -> bytes:
-    body = (message + "\n").encode("utf-8", "replace")
-    reason = {400: b"Bad Request", 413: b"Payload Too Large", 502: b"Bad Gateway",
-              504: b"Gateway Timeout", 405: b"Method Not Allowed"}.get(status, b"Error")
-    fields = [(b"Content-Type", b"text/plain; charset=utf-8"),
-              (b"Content-Length", str(len(body)).encode())]
-    if close:
-        fields.append((b"Connection", b"close"))
-    return build_head(b"HTTP/1.1 %d %s" % (status, reason), fields, None, None) + body
 
 
 def _peer(ctx: RootContext) -> str:

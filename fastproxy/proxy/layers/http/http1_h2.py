@@ -36,26 +36,27 @@ from fastproxy._core import BODY, CLOSED, END, ProtocolError, build_head
 from fastproxy.http import Headers, Response
 from fastproxy.io.bodies import BodyTee
 from fastproxy.proxy.context import RootContext
-from fastproxy.proxy.layers.http1 import (
+from fastproxy.proxy.layers.http.deadlines import (
+    ReadTimeout,
+    head_while_uploading,
+    response_head,
+)
+from fastproxy.proxy.layers.http.h2conn import (
+    H2Conn,
+    H2Stream,
+    StreamReset,
+    gather_stream,
+)
+from fastproxy.proxy.layers.http.h2fields import CONNECTION_SPECIFIC
+from fastproxy.proxy.layers.http.http1 import (
     CONTINUE,
     BodyTooLarge,
     Exchange,
     HttpLayer,
 )
-from fastproxy.proxy.layers.http2 import (
-    CONNECTION_SPECIFIC,
-    H2Conn,
-    H2Stream,
-    ReadTimeout,
-    StreamReset,
-    _authority,
-    _split_response_headers,
-    gather_stream,
-    head_while_uploading,
-    response_head,
-)
-from fastproxy.proxy.layers.routing import Route, route_request
-from fastproxy.proxy.layers.semantics import HOP_BY_HOP
+from fastproxy.proxy.layers.http.http2 import authority_of, split_response_headers
+from fastproxy.proxy.layers.http.routing import Route, route_request
+from fastproxy.proxy.layers.http.semantics import HOP_BY_HOP
 from fastproxy.proxy.streams import ConnectionGone
 from fastproxy.proxy.upstream import Upstream, UpstreamError
 
@@ -209,7 +210,7 @@ class H2UpstreamExchange(Exchange):
     def request_headers(self) -> list:
         request = self.flow.request
         authority = request.headers.get("host") or request.authority or \
-            _authority(request.host, request.port, request.scheme).decode()
+            authority_of(request.host, request.port, request.scheme).decode()
         headers = [(b":method", request.method.encode()), (b":scheme", request.scheme.encode()),
                    (b":authority", authority.encode()), (b":path", request.path.encode())]
         drop = REQUEST_DROP | self.head.connection_tokens
@@ -265,7 +266,7 @@ class H2UpstreamExchange(Exchange):
         ctx, flow, up = self.ctx, self.flow, self.up
         addons, listeners = ctx.addons, ctx.listeners
         timeout = ctx.options.read_timeout
-        status, fields = _split_response_headers(
+        status, fields = split_response_headers(
             await head_while_uploading(self.upload, up.headers, timeout)
             if self.upload is not None else await response_head(up.headers, timeout))
         self.response_started = True
