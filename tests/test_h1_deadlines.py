@@ -4,11 +4,11 @@ after `read_timeout` (with `error` fired on the flow), and the proxy serves othe
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 
 from tests.support.rawhttp import Conn
+from tests.support.tcpserver import Server
 
 ERROR_ADDON = """
 import os
@@ -19,29 +19,10 @@ def error(flow):
 """
 
 
-class SilentOrigin:
-    """Accepts connections and reads requests, answers `/fast` and nothing else."""
-
-    def __init__(self, head: bytes = b"") -> None:
-        self.head = head
-        """What it sends for a request other than /fast: the start of a head, never ended."""
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+def silent(head: bytes):
+    """An origin that reads a request, answers `/fast` and, for any other path, sends
+    `head` (the start of a head, never ended) and nothing more until closed."""
+    def serve(conn: socket.socket) -> None:
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = conn.recv(65536)
@@ -50,21 +31,19 @@ class SilentOrigin:
             data += chunk
         if data.startswith(b"GET /fast "):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast")
-        elif self.head:
-            conn.sendall(self.head)
-
-    def stop(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
+        elif head:
+            conn.sendall(head)
+        while conn.recv(65536):  # hold the connection until the proxy gives up
+            pass
+    return serve
 
 
 @pytest.fixture(params=[b"", b"HTTP/1.1 200 OK\r\nX-Partial: yes\r\n"],
                 ids=["silent", "head-never-ends"])
 def silent_origin(request):
-    origin = SilentOrigin(request.param)
+    origin = Server(silent(request.param))
     yield origin
-    origin.stop()
+    origin.close()
 
 
 @pytest.mark.parametrize("with_flow", [False, True], ids=["fast-path", "flow"])

@@ -4,36 +4,17 @@ gets that response, not a closed connection (RFC 9112 §9.3: a server may answer
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 
 from tests.support.rawhttp import Conn
+from tests.support.tcpserver import Server
 
 
-class EarlyOrigin:
-    """Reads a request head, answers `status` at once without reading the body, then
-    reads and drops whatever comes until the proxy closes (a lingering close)."""
-
-    def __init__(self, status: bytes) -> None:
-        self.status = status
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+def answers_early(status: bytes):
+    """An origin that reads a request head, answers `status` at once without reading the
+    body, then reads and drops whatever comes until the proxy closes (a lingering close)."""
+    def serve(conn: socket.socket) -> None:
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = conn.recv(65536)
@@ -42,25 +23,17 @@ class EarlyOrigin:
             data += chunk
         body = b"too big\n"
         conn.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                     % (self.status, len(body), body))
+                     % (status, len(body), body))
         conn.settimeout(10)
-        try:
-            while conn.recv(65536):
-                pass
-        except OSError:
+        while conn.recv(65536):
             pass
-        conn.close()
-
-    def stop(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
+    return serve
 
 
 @pytest.mark.parametrize("status", [b"413 Payload Too Large", b"405 Method Not Allowed"])
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 def test_early_response_reaches_the_client(start_proxy, status, framing):
-    origin = EarlyOrigin(status)
+    origin = Server(answers_early(status))
     try:
         proxy = start_proxy("-m", f"reverse:http://127.0.0.1:{origin.port}")
         with Conn(proxy.port) as conn:
@@ -76,4 +49,4 @@ def test_early_response_reaches_the_client(start_proxy, status, framing):
             assert response.getheader("connection") == "close"
             assert conn.is_closed()  # the unread body must not be taken as a request
     finally:
-        origin.stop()
+        origin.close()
