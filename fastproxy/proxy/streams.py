@@ -263,6 +263,24 @@ class Endpoint(asyncio.Protocol):
         if done is not None and not done.done():
             done.set_result(None)
 
+    async def gather_body(self, limit: int, too_large: Callable[[str], Exception]) -> bytes:
+        """The current message's whole body without transfer coding; `too_large(message)`
+        is raised past `limit` bytes, ProtocolError if the peer closes mid-body."""
+        reader = self.reader
+        reader.decode = True
+        pieces, size = [], 0
+        while True:
+            event = reader.next_event()
+            if event == BODY:
+                pieces.append(reader.chunk)
+                size += len(reader.chunk)
+                if size > limit:
+                    raise too_large(f"body larger than body_size_limit ({limit} bytes)")
+            elif event == END:
+                return b"".join(pieces)
+            else:
+                await self.wait_data()
+
     async def drain(self) -> None:
         """Wait while the transport's write buffer is full."""
         if self._write_paused and not self.closed:

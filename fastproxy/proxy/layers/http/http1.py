@@ -541,23 +541,10 @@ class Exchange:
         """Read one whole message body, without transfer coding, up to the size limit."""
         if is_request and self.head.expect_continue and self.head.version == b"HTTP/1.1":
             self.ctx.client.write(CONTINUE)
-        reader = source.reader
-        reader.decode = True
-        limit = self.ctx.options.body_size_limit
-        pieces, size = [], 0
-        while True:
-            event = reader.next_event()
-            if event == BODY:
-                pieces.append(reader.chunk)
-                size += len(reader.chunk)
-                if size > limit:
-                    raise BodyTooLarge(f"body larger than body_size_limit ({limit} bytes)")
-            elif event == END:
-                if is_request:
-                    self.request_body_done = True
-                return b"".join(pieces)
-            else:
-                await source.wait_data()
+        body = await source.gather_body(self.ctx.options.body_size_limit, BodyTooLarge)
+        if is_request:
+            self.request_body_done = True
+        return body
 
     async def read_response_head(self, upstream: Upstream, method: bytes):
         """The final response head; 1xx interim responses are passed to the client.

@@ -546,7 +546,8 @@ class H2Exchange:
         gather = bool(addons.body_listeners["request"] or addons.body_listeners["response"])
         if gather and not response.stream:
             response.raw_content = await (self.gather(conn, up) if up is not None
-                                          else _gather_h1(endpoint, ctx.options.body_size_limit))
+                                          else endpoint.gather_body(ctx.options.body_size_limit,
+                                                                    _response_too_large))
             response.timestamp_end = time.time()
             if up is not None and up.trailers:
                 response.trailers = Headers(up.trailers)
@@ -650,26 +651,8 @@ class H2Exchange:
             self.h1 = None
 
 
-async def _gather_h1(endpoint: Endpoint, limit: int) -> bytes:
-    reader = endpoint.reader
-    reader.decode = True
-    pieces, size = [], 0
-    while True:
-        event = reader.next_event()
-        if event == BODY:
-            pieces.append(reader.chunk)
-            size += len(reader.chunk)
-            if size > limit:
-                raise StreamReset(f"response larger than body_size_limit ({limit} bytes)",
-                                  h2.errors.ErrorCodes.INTERNAL_ERROR)
-        elif event == END:
-            return b"".join(pieces)
-        else:
-            if endpoint.closed and reader.buffered == 0:
-                if reader.next_event() == END:
-                    return b"".join(pieces)
-                raise ConnectionGone("upstream closed the connection mid-body")
-            await endpoint.wait_data()
+def _response_too_large(message: str) -> StreamReset:
+    return StreamReset(message, h2.errors.ErrorCodes.INTERNAL_ERROR)
 
 
 def split_response_headers(headers: list) -> tuple[int, list]:
