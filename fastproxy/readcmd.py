@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import http.client
 import ssl
-import urllib.parse
 import sys
+import urllib.parse
 import warnings
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 from fastproxy import flowfilter
 from fastproxy.addons.dumper_format import format_flow_line
 from fastproxy.flow import Flow
 from fastproxy.io import har
 from fastproxy.io.flowfile import FlowFileWarning, FlowReader, recording_paths
-
-# Not forwarded when replaying: they describe the recorded connection (RFC 9110 §7.6.1).
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization",
-                         "te", "trailer", "transfer-encoding", "upgrade"})
+from fastproxy.net.replay import send_request
 
 
 def read_main(path: str, filter_expr: str | None = None, har_path: str | None = None,
@@ -72,7 +69,7 @@ def replay_main(path: str, filter_expr: str | None = None, *, insecure: bool = F
         total += 1
         recorded = flow.response.status_code if flow.response is not None else None
         try:
-            status: int | str = replay_request(flow.request, context, timeout, target)
+            status: int | str = send_request(flow.request, context, timeout, target)[0]
         except (OSError, http.client.HTTPException) as e:
             status = f"error: {e}"
         same = status == recorded
@@ -94,38 +91,6 @@ def _replay_target(mode: str | None) -> tuple[str, str, int] | None:
     if kind != "reverse" or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"replay takes --mode reverse:http[s]://host[:port], not {mode!r}")
     return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def replay_request(request: Any, context: ssl.SSLContext, timeout: float,
-                   target: tuple[str, str, int] | None = None) -> int:
-    """Send a recorded request over HTTP/1.1 to the server it went to (or to ``target``);
-    return the status."""
-    scheme, host, port = target or (request.scheme, request.host, request.port)
-    conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    kwargs = {"context": context} if scheme == "https" else {}
-    conn = conn_cls(host, port, timeout=timeout, **kwargs)
-    try:
-        conn.putrequest(request.method, request.path or "/", skip_host=True,
-                        skip_accept_encoding=True)
-        headers = [(k, v) for k, v in request.headers.items(multi=True)
-                   if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
-        if target is not None:  # as a reverse proxy does: the Host of the new server
-            headers = [(k, v) for k, v in headers if k.lower() != "host"]
-            default = 443 if scheme == "https" else 80
-            headers.insert(0, ("Host", host if port == default else f"{host}:{port}"))
-        if not any(k.lower() == "host" for k, _ in headers):
-            headers.insert(0, ("Host", request.pretty_host))
-        body = request.raw_content or b""
-        for name, value in headers:
-            conn.putheader(name, value)
-        if body or request.method in ("POST", "PUT", "PATCH"):
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body or None)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def _open_flows(path: str, filter_expr: str | None, err: TextIO) -> Iterator[Flow] | None:

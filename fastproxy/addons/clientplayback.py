@@ -8,15 +8,13 @@ response goes through the `response` hooks. Not recorded by -w unless an addon d
 from __future__ import annotations
 
 import asyncio
-import http.client
 import ssl
 from typing import Any
 
 from fastproxy.http import Response
 from fastproxy.log import logger
+from fastproxy.net.replay import NOT_REPLAYED, send_request
 
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-               "trailer", "upgrade", "content-length"}
 _tasks: set = set()
 
 
@@ -52,32 +50,11 @@ async def replay(manager: Any, flow: Any) -> None:
 
 def send(request: Any, insecure: bool, timeout: float = 30.0) -> Response:
     """`request` over HTTP/1.1 to its host; the whole response."""
-    if request.scheme == "https":
-        context = ssl.create_default_context()
-        if insecure:
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            request.host, request.port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(request.host, request.port, timeout=timeout)
-    try:
-        conn.putrequest(request.method, request.path or "/", skip_host=True,
-                        skip_accept_encoding=True)
-        headers = [(k, v) for k, v in request.headers.items(multi=True)
-                   if k.lower() not in _HOP_BY_HOP]
-        if not any(k.lower() == "host" for k, _ in headers):
-            headers.insert(0, ("Host", request.pretty_host))
-        body = request.raw_content or b""
-        for name, value in headers:
-            conn.putheader(name, value)
-        if body or request.method in ("POST", "PUT", "PATCH"):
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body or None)
-        resp = conn.getresponse()
-        content = resp.read()
-        fields = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
-        response = Response.make(resp.status, content, fields)
-        response.reason = resp.reason
-        return response
-    finally:
-        conn.close()
+    context = ssl.create_default_context()
+    if insecure:
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    status, reason, fields, content = send_request(request, context, timeout)
+    response = Response.make(status, content,
+                             [(k, v) for k, v in fields if k.lower() not in NOT_REPLAYED])
+    response.reason = reason
+    return response
