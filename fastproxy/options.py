@@ -92,7 +92,8 @@ class Options:
                 callback(updated)
 
     def set(self, *specs: str) -> None:
-        """Apply `name=value` strings as given to `--set` (a list option appends)."""
+        """Apply `name=value` strings as given to `--set` (a list option appends, its
+        first value replacing the default)."""
         values: dict[str, Any] = {}
         for spec in specs:
             name, sep, text = spec.partition("=")
@@ -101,7 +102,10 @@ class Options:
             option = self._get(name.strip())
             parsed = parse_value(option, text)
             if option.typespec is list:
-                parsed = values.get(option.name, list(option.value)) + parsed
+                # Appends to what was set before; the first value replaces a default,
+                # so `--set mode=socks5` means socks5 alone, not regular and socks5.
+                current = option.value if option.value != option.default else []
+                parsed = values.get(option.name, list(current)) + parsed
             values[option.name] = parsed
         self.update(**values)
 
