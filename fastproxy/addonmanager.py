@@ -19,19 +19,15 @@ with the arity the addon declares: ``configure(options, updated)`` (the spec) or
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 import types
 import typing
-import uuid
-from pathlib import Path
 from typing import Any, Awaitable, Iterable
 
 from fastproxy.hooks import ALIASES, HOOKS
 from fastproxy.log import logger
 from fastproxy.options import Options, OptionsError
-
+from fastproxy.script import Script
 
 HTTP_FLOW_EVENTS = ("requestheaders", "request", "responseheaders", "response", "error")
 
@@ -42,7 +38,7 @@ class Listeners:
     ``http_flows``: whether an HTTP/1 request needs an `HTTPFlow`, i.e. some addon other
     than an exchange recorder listens to an HTTP event;
     ``record_exchange``: when it does not, the ``record_exchange`` methods of the addons
-    that say ``records_exchanges = True`` (`fastproxy.proxy.capture`), else ().
+    that say ``records_exchanges = True`` (`fastproxy.io.capture`), else ().
     """
 
     def __init__(self) -> None:
@@ -147,10 +143,15 @@ class AddonManager:
                 self.commands.collect(replacement)
         return members
 
+    def configure_hook(self, addon: Any) -> Any | None:
+        """The addon's `configure`, called with the spec's (options, updated) whatever
+        form it has (None if it has none)."""
+        fn = getattr(addon, "configure", None)
+        return _configure_adapter(fn) if callable(fn) else None
+
     def load_script(self, path: str) -> types.ModuleType:
         """Import a script file as a module and add it (or its `addons` list); the
         running proxy reloads it when the file changes (`fastproxy.script.Script`)."""
-        from fastproxy.script import Script
         script = Script(self, path)
         module = script.load()
         self.scripts.append(script)
@@ -355,23 +356,6 @@ def _flatten(addon: Any) -> list[Any]:
     for child in nested or ():
         members.extend(_flatten(child))
     return members
-
-
-def import_script(path: str) -> types.ModuleType:
-    """Import a Python file as a fresh module (its directory importable for siblings)."""
-    file = Path(path).expanduser().resolve()
-    if not file.is_file():
-        raise FileNotFoundError(f"script not found: {path}")
-    name = f"__fastproxy_script_{file.stem}_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(file.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(file.parent))
-    return module
 
 
 def _describe(fn: Any) -> str:

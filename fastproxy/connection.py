@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from fastproxy.certs import Cert
 from fastproxy.ids import new_id
+from fastproxy.io._handover import tracked_setattr
+from fastproxy.mode_specs import ProxyMode
 from fastproxy.net.server_spec import ServerSpec
-from fastproxy.proxy.mode_specs import ProxyMode
 from fastproxy.serializable import SerializableDataclass
 
 
@@ -104,6 +105,11 @@ class Connection(SerializableDataclass, metaclass=ABCMeta):
     """*Timestamp:* Connection closed."""
     timestamp_tls_setup: float | None = None
     """*Timestamp:* TLS handshake completed successfully."""
+
+    # Every field set gives the connection a new ``_generation`` (one counter for all: no
+    # two connections, nor two versions of one, share a number): the recorder knows a
+    # connection unchanged since it sent its state by it (`fastproxy.io._handover`).
+    __setattr__ = tracked_setattr
 
     @property
     def connected(self) -> bool:

@@ -10,7 +10,7 @@ metadata)`` returning text).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 TTextType = str | bytes

@@ -13,10 +13,8 @@ from typing import Any, ClassVar
 
 from fastproxy.connection import Client, Server
 from fastproxy.ids import new_id
+from fastproxy.io.flowstate import FLOW_FORMAT_VERSION
 from fastproxy.serializable import Serializable, State
-
-FLOW_FORMAT_VERSION = 21
-"""mitmproxy 11's flow format version (mitmproxy/version.py; io/compat.py's last step 20->21)."""
 
 
 class Error(Serializable):

@@ -14,8 +14,13 @@ the TLS events...): they are events of their own, under mitmproxy's name and arg
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastproxy.connection import Client, Server
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +46,27 @@ class Alias:
     doc: str
 
 
+current_client: contextvars.ContextVar[Client | None] = contextvars.ContextVar(
+    "fastproxy_current_client", default=None)
+"""The `Client` served by the running task (set by `RootContext`)."""
+
+
+@dataclass
+class ServerConnectionHookData:
+    """Event data for the server connection events (mitmproxy.proxy.server_hooks; also
+    importable from `fastproxy.proxy.server_hooks`)."""
+
+    server: Server
+    """The server connection this hook is about."""
+    client: Client | None
+    """The client on whose behalf this server connection was opened."""
+
+    @classmethod
+    def of(cls, server: Server) -> ServerConnectionHookData:
+        return cls(server, current_client.get())
+
+
 def _server_data(server_conn: Any) -> tuple:
-    from fastproxy.proxy.server_hooks import ServerConnectionHookData
     return (ServerConnectionHookData.of(server_conn),)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from typing import Any
 
 from fastproxy import flow
+from fastproxy.io import flowstate
 from fastproxy.net import encoding, multipart
 from fastproxy.serializable import Serializable, State
 from fastproxy.websocket import WebSocketData
@@ -358,16 +359,6 @@ class Message(Serializable):
         self.timestamp_end = timestamp_end
         self.stream = False
 
-    def _message_state(self) -> dict[str, Any]:
-        return {
-            "http_version": self._http_version,
-            "headers": self.headers.get_state(),
-            "content": self.raw_content,
-            "trailers": None if self.trailers is None else self.trailers.get_state(),
-            "timestamp_start": self.timestamp_start,
-            "timestamp_end": self.timestamp_end,
-        }
-
     @classmethod
     def from_state(cls, state: State) -> Any:
         kwargs = dict(state)
@@ -554,10 +545,13 @@ class Request(Message):
         return req
 
     def get_state(self) -> State:
-        state = self._message_state()
-        state.update(host=self._host, port=self._port, method=self._method, scheme=self._scheme,
-                     authority=self._authority, path=self._path)
-        return state
+        trailers = self.trailers
+        return flowstate.request(  # the layout's, keyword for keyword
+            http_version=self._http_version, headers=self.headers.get_state(),
+            content=self.raw_content, trailers=None if trailers is None else trailers.get_state(),
+            timestamp_start=self.timestamp_start, timestamp_end=self.timestamp_end,
+            host=self._host, port=self._port, method=self._method, scheme=self._scheme,
+            authority=self._authority, path=self._path)
 
     def __repr__(self) -> str:
         hostport = f"{self._host}:{self._port}" if self._host and self._port else ""
@@ -827,9 +821,12 @@ class Response(Message):
         return resp
 
     def get_state(self) -> State:
-        state = self._message_state()
-        state.update(status_code=self.status_code, reason=self._reason)
-        return state
+        trailers = self.trailers
+        return flowstate.response(  # the layout's, keyword for keyword
+            http_version=self._http_version, headers=self.headers.get_state(),
+            content=self.raw_content, trailers=None if trailers is None else trailers.get_state(),
+            timestamp_start=self.timestamp_start, timestamp_end=self.timestamp_end,
+            status_code=self.status_code, reason=self._reason)
 
     def __repr__(self) -> str:
         if not self.raw_content:
@@ -917,11 +914,11 @@ class HTTPFlow(flow.Flow):
         self.websocket = None
 
     def get_state(self) -> State:
-        state = super().get_state()
-        state["request"] = self.request.get_state()
-        state["response"] = None if self.response is None else self.response.get_state()
-        state["websocket"] = None if self.websocket is None else self.websocket.get_state()
-        return state
+        # The layout is recording's (`fastproxy.io.flowstate`): one table for every writer.
+        # None before the request went upstream: an unconnected server, as mitmproxy has.
+        server = self.server_conn or flow.Server(address=None)
+        return flowstate.of_http_flow(self, self.client_conn.get_state(), server.get_state(),
+                                      copied=True)
 
     def set_state(self, state: State) -> None:
         request, response = state.pop("request"), state.pop("response")

@@ -102,7 +102,7 @@ class Master:
 
 
 def _description(mode) -> str:
-    from fastproxy.proxy.mode_specs import ReverseMode
+    from fastproxy.mode_specs import ReverseMode
     return "Reverse proxy" if isinstance(mode, ReverseMode) else mode.description
 
 

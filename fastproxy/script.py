@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import inspect
 import os
+import sys
+import types
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +30,23 @@ def concurrent(fn: Callable) -> Callable:
 
 
 __all__ = ["concurrent"]
+
+
+def import_script(path: str) -> types.ModuleType:
+    """Import a Python file as a fresh module (its directory importable for siblings)."""
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise FileNotFoundError(f"script not found: {path}")
+    name = f"__fastproxy_script_{file.stem}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(file.parent))
+    return module
 
 
 class ScriptError(ImportError):
@@ -69,7 +90,6 @@ class Script:
 
     def load(self) -> Any:
         """First load (at start): raises `ScriptError` (one line) if it cannot be imported."""
-        from fastproxy.addonmanager import import_script
         from fastproxy.log import hold_records
         hold_records()  # what the script logs while loading is shown once the log is up
         self.stamp = self._stat()
@@ -95,7 +115,6 @@ class Script:
 
     async def reload(self, running: bool) -> None:
         """Replace the script's addons by those of its file as it is now."""
-        from fastproxy.addonmanager import import_script
         from fastproxy.log import logger
         manager = self.manager
         old = self.members
@@ -121,10 +140,9 @@ class Script:
         logger.info("Reloaded script %s", self.path)
         updated = set(manager.options.keys())
         for addon in self.members:
-            from fastproxy.addonmanager import _configure_adapter
-            configure = getattr(addon, "configure", None)
-            if callable(configure):
-                await _call(_configure_adapter(configure), manager.options, updated)
+            configure = manager.configure_hook(addon)
+            if configure is not None:
+                await _call(configure, manager.options, updated)
             running_hook = getattr(addon, "running", None)
             if running and callable(running_hook):
                 await _call(running_hook)

@@ -10,11 +10,19 @@ connection opened outside any client's task).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastproxy.connection import Client, Connection, Server
-from fastproxy.proxy.layers.tls import ClientHello
+
+
+@dataclass(slots=True)
+class ClientHello:
+    """What the proxy reads from a ClientHello (RFC 8446 §4.1.2); parsed by
+    `fastproxy.proxy.layers.tls.parse_client_hello`."""
+
+    sni: str | None = None
+    alpn_offers: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -44,4 +52,4 @@ class TlsData:
     is_dtls: bool = False
 
 
-__all__ = ["ClientHello", "ClientHelloData", "Client", "Server", "TlsData"]
+__all__ = ["Client", "ClientHello", "ClientHelloData", "Server", "TlsData"]

@@ -147,12 +147,4 @@ def inject(flow: Any, to_client: bool, content: bytes | str, is_text: bool | Non
                                   not to_client, content, injected=True))
 
 
-__all__ = ["WebSocketData", "WebSocketFlow", "WebSocketMessage", "inject"]
-
-
-def __getattr__(name: str) -> Any:
-    # WebSocketFlow is an HTTPFlow view, and http.py imports this module: load it lazily.
-    if name == "WebSocketFlow":
-        from fastproxy.wsflow import WebSocketFlow
-        return WebSocketFlow
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["WebSocketData", "WebSocketMessage", "inject"]

@@ -8,7 +8,7 @@ and writes the handshake flow's), and ``flow.messages`` *is* ``flow.websocket.me
 the same list of the same `WebSocketMessage` objects. Its state is the handshake flow's,
 so recordings keep mitmproxy's format (an HTTP flow with ``websocket`` data).
 
-Importable as ``fastproxy.websocket.WebSocketFlow``.
+Importable as ``fastproxy.models.WebSocketFlow`` too, where the spec names it.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from fastproxy import connection
 from fastproxy.certs import Cert
 from fastproxy.connection import Client, Connection, ConnectionState, Server
 from fastproxy.net.server_spec import ServerSpec
-from fastproxy.proxy.mode_specs import ProxyMode, RegularMode
+from fastproxy.mode_specs import ProxyMode, RegularMode
 from tests.test_certs import make_cert
 
 # The keys mitmproxy 11 (flow format 21) writes for client_conn and server_conn.

@@ -1,5 +1,5 @@
 """The writer's C encoder (fastproxy.io._encode) writes what the Python encoder writes for
-the state `capture.exchange_state` builds: byte for byte, for every shape of exchange."""
+the state `flowstate.exchange_state` builds: byte for byte, for every shape of exchange."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from fastproxy.io import tnetstring
 from fastproxy.io._encode import FlowBuffer
-from fastproxy.proxy.capture import exchange_state
+from fastproxy.io.flowstate import exchange_state
 
 CLIENT = tnetstring.dumps({"id": "c", "peername": ("127.0.0.1", 1), "tls": False})
 SERVER = tnetstring.dumps({"id": "s", "address": ("example.com", 80), "sni": None})
@@ -149,8 +149,8 @@ def test_capture_keeps_a_body_within_the_limit_in_itself():
     from types import SimpleNamespace
 
     from fastproxy._core import HTTP1Reader, Route
+    from fastproxy.io import capture
     from fastproxy.io._handover import Capture
-    from fastproxy.proxy import capture
 
     def parsed(head: bytes, is_request: bool):
         reader = HTTP1Reader(is_request)

@@ -166,3 +166,23 @@ def test_an_exchange_of_an_unknown_connection_is_reported_alone():
     sent = frame(("packed", orphan + other.take()[0]))
     written = writes(sent)
     assert len(written) == 1 and written[0].count(b"4:path") == 1 and not errors
+
+
+def test_sender_knows_an_unchanged_connection_by_its_generation():
+    """Every field set gives a connection a new ``_generation`` (one counter for all);
+    with the same generation, and the same dict, `conn_key` does not look at the fields."""
+    sender, _, errors = _sender()
+    flow = make_flow()
+    client, server = flow.client_conn, flow.server_conn
+    assert client._generation != server._generation
+    before = client._generation
+    client.sni = client.sni
+    assert client._generation > before
+    assert sender.conn_key(client) == 0
+    client.__dict__["timestamp_end"] = 1795000001.5  # behind its back: generation kept
+    assert sender.conn_key(client) == 0
+    assert [m[0] for m in unpack_all(sender.take()[0])] == ["conn"]
+    client.timestamp_end = 1795000001.5  # set: a new generation, the fields are looked at
+    assert sender.conn_key(client) == 0
+    messages = unpack_all(sender.take()[0])
+    assert messages == [("conn", 0, client.get_state())] and not errors

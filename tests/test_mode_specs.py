@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from fastproxy.net.server_spec import ServerSpec
-from fastproxy.proxy.mode_specs import (
+from fastproxy.mode_specs import (
     ProxyMode,
     RegularMode,
     ReverseMode,

@@ -264,6 +264,7 @@ def frame(message: tuple) -> bytes:
 
 def writes(sent: bytes) -> list[bytes]:
     """What the writer writes for the messages ``sent``, one item per write."""
+    from fastproxy.connection import Server
     from fastproxy.io.writer import Writer, split_messages
 
     written = []
@@ -273,6 +274,7 @@ def writes(sent: bytes) -> list[bytes]:
             written.append(bytes(data))
 
     writer = Sink(os.open(os.devnull, os.O_WRONLY), out=io.StringIO())
+    writer.apply(("unconnected", Server(address=None).get_state()))  # as the recorder's first
     try:
         messages, end = split_messages(memoryview(sent))
         assert end == len(sent)
@@ -354,10 +356,9 @@ def _capture(request: bytes, response: bytes | None, *, reverse_host=None, error
     from types import SimpleNamespace
 
     from fastproxy._core import BODY, HTTP1Reader
-
+    from fastproxy.io import capture
     from fastproxy.io._encode import unpack_all
     from fastproxy.io._handover import Capture, ExchangeSender
-    from fastproxy.proxy import capture
     from fastproxy.proxy.layers.http.routing import Route
     from tests.test_flowfile import make_flow as make_conns
 
@@ -419,7 +420,7 @@ def _flow_for(client, server, data, written_state, limit):
     from fastproxy.connection import Server
     from fastproxy.flow import Error
     from fastproxy.http import Headers, HTTPFlow, Request, Response
-    from fastproxy.proxy.capture import exchange_state
+    from fastproxy.io.flowstate import exchange_state
     state = exchange_state(data, None, None, limit)
     if server is None:
         server = Server.from_state(written_state["server_conn"])
@@ -488,7 +489,7 @@ def test_exchange_capture_written_is_get_state_byte_for_byte():
 
 def test_chunked_tee_counts_and_keeps_like_a_gathered_body():
     from fastproxy.io.bodies import dechunk
-    from fastproxy.proxy.capture import ChunkedTee
+    from fastproxy.io.capture import ChunkedTee
     body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (b"a" * 700, b"b" * 900, b"c" * 5))
     body += b"0\r\nTrailer: x\r\n\r\n"
     for split in (1, 2, 3, 7, 700, len(body)):

@@ -1,4 +1,4 @@
-"""Recording on the fast path (no flows, `fastproxy.proxy.capture`) records what the flow
+"""Recording on the fast path (no flows, `fastproxy.io.capture`) records what the flow
 path records: the same traffic, once with -w alone and once with -w and a no-op addon
 (which makes the proxy build flows), gives the same flow states field by field."""
 

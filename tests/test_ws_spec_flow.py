@@ -20,7 +20,7 @@ from tests.test_websocket import echo_server, events  # noqa: F401  (fixture)
 
 SPEC_ADDON = r'''
 import json, os
-from fastproxy.websocket import WebSocketFlow
+from fastproxy.models import WebSocketFlow
 from fastproxy.http import HTTPFlow
 
 LOG = os.environ["WS_EVENT_LOG"]

@@ -13,7 +13,7 @@ fails later (disk full) is logged and the proxy goes on serving.
 
 HTTP/1 exchanges need no flow to be recorded: while Save is the only addon listening to
 HTTP events, the proxy stays on its fast path and hands Save each exchange as a tuple
-(`record_exchange`, `fastproxy.proxy.capture`); the writer process builds the flow state.
+(`record_exchange`, `fastproxy.io.capture`); the writer process builds the flow state.
 
 With ``--workers N`` (N > 1) worker *i* writes ``FILE.w<i>`` (`worker_path`), so no two
 processes share a file; ``fastproxy read FILE`` reads them all.
@@ -61,7 +61,7 @@ class Save:
 
     records_exchanges = True
     """fastproxy-internal: `record_exchange` takes HTTP/1 exchanges the proxy captured
-    without building flows (`fastproxy.proxy.capture`). While no other addon listens to
+    without building flows (`fastproxy.io.capture`). While no other addon listens to
     HTTP events, recording keeps the fast path; ``response`` / ``error`` below then only
     see the flows built anyway (HTTP/2, WebSocket handshakes)."""
 
@@ -105,7 +105,7 @@ class Save:
             raise OptionsError(f"cannot record flows to {path}: {e.strerror or e}") from e
 
     def record_exchange(self, client_conn: Any, server_conn: Any, data: tuple) -> None:
-        """An exchange `fastproxy.proxy.capture` captured (while recording, the instance's
+        """An exchange `fastproxy.io.capture` captured (while recording, the instance's
         attribute is the recorder's own `add_exchange` instead: see `configure`)."""
         if self._recorder is not None:
             self._recorder.add_exchange(client_conn, server_conn, data)

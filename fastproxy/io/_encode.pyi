@@ -18,3 +18,10 @@ class FlowBuffer:
 
 def _float_leaf(value: float | None) -> bytes:
     """How a float is encoded (for tests): as ``tnetstring.dumps(value)``."""
+
+FIELD_NUMBERS: dict[str, int]
+"""The encoder's number of each exchange field, by `fastproxy.io.flowstate.EXCHANGE`'s name."""
+
+def encode_exchange(data: tuple, client_conn: bytes, server_conn: bytes) -> bytes:
+    """The record written for the exchange ``data`` with these encoded connection states
+    (no body limit): what `fastproxy.io.flowstate.check_encoder` checks at import."""

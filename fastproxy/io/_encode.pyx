@@ -10,8 +10,10 @@ costs the loop a few thousand instructions where pickle, whose memo hashes every
 cost 20k. Both ends run on the same machine: numbers are in its byte order.
 
 The encoder (`FlowBuffer.packed`) reads packed exchanges in place and writes the bytes
-``tnetstring.dumps(exchange_state(...))`` gives for them (tests/test_recorder.py compares
-them with ``dumps(HTTPFlow.get_state())``) straight into one growing buffer that holds
+``tnetstring.dumps(exchange_state(...))`` gives for them: the layout of
+`fastproxy.io.flowstate`, which this module is checked against when it is imported
+(`flowstate.check_encoder`; tests/test_recorder.py compares them with
+``dumps(HTTPFlow.get_state())`` too) straight into one growing buffer that holds
 every record of a batch: the writer process then writes it with one call. No Python object
 is made for an exchange's fields.
 
@@ -40,8 +42,8 @@ from libc.string cimport memchr, memcmp, memcpy, strlen
 import os
 
 from fastproxy._core import head_fields
-from fastproxy.flow import FLOW_FORMAT_VERSION
-from fastproxy.io import tnetstring
+from fastproxy.io import flowstate, tnetstring
+from fastproxy.io.flowstate import FLOW_FORMAT_VERSION
 from fastproxy.io.bodies import dechunk
 
 cdef extern from *:
@@ -64,7 +66,8 @@ cdef enum:
     MAX_DEPTH = 32  # a connection's state nests three deep; deeper is not ours
     MAX_CACHED_HEADERS = 1024  # encoded header lists kept (`encoded_fields`)
 
-# The fields of an exchange, in order (what `capture.exchange_state` unpacks).
+# The fields of an exchange, in order: `flowstate.EXCHANGE` (checked at import, by
+# `FIELD_NUMBERS` below).
 cdef enum:
     F_T_START, F_METHOD, F_SCHEME, F_HOST, F_PORT, F_AUTHORITY, F_PATH, F_VERSION
     F_FIELDS, F_HOST_HEADER, F_REQ_BODY, F_REQ_SIZE, F_REQ_CHUNKED, F_T_REQ_END
@@ -428,7 +431,7 @@ cdef class FlowBuffer:
     cdef int fields(self, const Value *fields, const Value *host, Py_ssize_t size) except -1:
         """Header fields (a packed list of (name, value) tuples) as a list of [name,
         value] lists; with ``host``, every Host value replaced by it, or a Host field
-        first if there was none (as `capture.request_headers`)."""
+        first if there was none (as `flowstate.request_headers`)."""
         cdef const char *at = fields.data
         cdef Value pair, name, value
         cdef Py_ssize_t i
@@ -946,3 +949,36 @@ def _float_leaf(value) -> bytes:
     if value is not None:
         packed.real = value
     return out[:format_float(&packed, out)]
+
+
+# -- checked against the layout, at import ----------------------------------------------
+
+FIELD_NUMBERS = {
+    "t_start": F_T_START, "method": F_METHOD, "scheme": F_SCHEME, "host": F_HOST,
+    "port": F_PORT, "authority": F_AUTHORITY, "path": F_PATH, "version": F_VERSION,
+    "fields": F_FIELDS, "host_header": F_HOST_HEADER, "req_body": F_REQ_BODY,
+    "req_size": F_REQ_SIZE, "req_chunked": F_REQ_CHUNKED, "t_req_end": F_T_REQ_END,
+    "resp_version": F_RESP_VERSION, "status": F_STATUS, "reason": F_REASON,
+    "resp_fields": F_RESP_FIELDS, "t_resp_start": F_T_RESP_START, "resp_body": F_RESP_BODY,
+    "resp_size": F_RESP_SIZE, "resp_chunked": F_RESP_CHUNKED, "t_resp_end": F_T_RESP_END,
+    "error": F_ERROR, "t_error": F_T_ERROR,
+}
+"""The encoder's number of each exchange field (its ``F_*``), by the layout's name."""
+
+
+def encode_exchange(tuple data not None, bytes client_conn not None,
+                    bytes server_conn not None) -> bytes:
+    """The record the encoder writes for the exchange ``data`` with these encoded
+    connection states, and no body limit (for the layout's check and for tests)."""
+    cdef FlowBuffer out = FlowBuffer()
+    out.exchange(data, client_conn, server_conn, None)
+    return out.take()
+
+
+if len(FIELD_NUMBERS) != N_FIELDS or sorted(FIELD_NUMBERS.values()) != list(range(N_FIELDS)):
+    raise ImportError("the encoder's exchange fields are not numbered 0 to N_FIELDS - 1")
+try:
+    flowstate.check_encoder(encode_exchange, KINDS[:3 * N_FIELDS],
+                            tuple(sorted(FIELD_NUMBERS, key=FIELD_NUMBERS.get)))
+except RuntimeError as e:
+    raise ImportError(f"the flow encoder disagrees with fastproxy.io.flowstate: {e}") from None

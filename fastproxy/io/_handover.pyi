@@ -43,6 +43,9 @@ class ExchangeSender:
     def view(self) -> memoryview: ...
     def clear(self) -> None: ...
 
+def tracked_setattr(self: Any, name: str, value: Any) -> None:
+    """``object.__setattr__`` that also gives ``self`` a new ``_generation``."""
+
 def pack_all(values: Iterable[Any]) -> bytes:
     """The values, packed one after the other."""
 def unpack_all(data: bytes) -> list:

@@ -2,7 +2,7 @@
 """Recording on the event loop, in C: capturing HTTP/1 exchanges from the fast path and
 handing them to the writer process.
 
-`Capture` is what the fast path keeps of an exchange it records (`fastproxy.proxy.capture`
+`Capture` is what the fast path keeps of an exchange it records (`fastproxy.io.capture`
 says what and when). It packs itself (`fastproxy.io._encode`'s packed format) straight
 into the `ExchangeSender`'s buffer: no tuple, no Python frame, a few thousand instructions
 an exchange where Python functions and pickle cost the loop about 40k.
@@ -28,30 +28,39 @@ from fastproxy.io._encode cimport (P_FALSE, P_FLOAT, P_INT, P_NONE, P_TRUE, P_TU
 from fastproxy.io._encode import unpack_all
 
 cdef extern from "Python.h":
-    PyObject** _PyObject_GetDictPtr(object obj)
-
-cdef extern from *:
-    """
-    /* A number that changes whenever the dict `d` does, and that no other dict ever had
-       (PEP 509's version tag, readable up to Python 3.11); 0 where it cannot be read. */
-    static inline unsigned long long fastproxy_dict_version(PyObject *d) {
-    #if PY_VERSION_HEX < 0x030C0000
-        return ((PyDictObject *)d)->ma_version_tag;
-    #else
-        return 0;
-    #endif
-    }
-    """
-    unsigned long long dict_version "fastproxy_dict_version" (object d)
+    object PyObject_GenericGetDict(object obj, void *context)
+    int PyObject_GenericSetAttr(object obj, object name, object value) except -1
 
 cdef enum:
     RECENT = 256  # connections `conn_key` knows unchanged at a glance (a power of two)
 
 cdef struct Recent:
-    # A connection whose state the writer has, by its instance dict as it was then.
+    # A connection whose state the writer has, by its instance dict and generation then.
     void *fields  # the dict: compared, never read through
-    unsigned long long version  # its `dict_version` then (0: this entry is empty)
+    long long generation  # its `generation` then (0: this entry is empty)
     long long key  # the connection's key
+
+
+cdef long long last_generation = 0
+cdef str GENERATION = "_generation"
+
+
+def tracked_setattr(self, name, value):
+    """``object.__setattr__`` that also gives ``self`` a new ``_generation``, a number no
+    other object, nor ``self`` before, had: `fastproxy.connection.Connection`'s
+    ``__setattr__``, so that `ExchangeSender.conn_key` knows a connection unchanged since
+    its state was sent by one number. (In C: the dataclass's ``__init__`` sets every
+    field through it, once per accepted connection.)"""
+    global last_generation
+    PyObject_GenericSetAttr(self, name, value)
+    last_generation += 1
+    PyObject_GenericSetAttr(self, GENERATION, last_generation)
+
+
+cdef inline long long generation(dict fields):
+    """The ``_generation`` `tracked_setattr` keeps in ``fields`` (0: none)."""
+    cdef object number = fields.get(GENERATION)
+    return number if type(number) is int else 0
 
 
 cdef inline double wall_clock() noexcept:
@@ -139,7 +148,7 @@ cdef class Capture:
 
     def data(self, Head head not None, Route route not None, str error=None) -> tuple:
         """The exchange (request ``head``, its ``route``) as the tuple of plain values
-        recorders get; its fields are those `capture.exchange_state` unpacks. Made by
+        recorders get; its fields are `flowstate.EXCHANGE`. Made by
         unpacking what `pack` writes, so that the two cannot disagree: the recorder
         there is, the `ExchangeSender`, takes the packed form."""
         cdef FlowBuffer out = FlowBuffer()
@@ -306,15 +315,17 @@ cdef class ExchangeSender:
         """The key the writer knows ``conn``'s state by, packing the state first when it
         is new to the writer or changed.
 
-        A connection's dict unchanged since its state was sent (same `dict_version`) is
-        known without a look at its fields: the common case, twice per exchange."""
+        A connection unchanged since its state was sent (the same ``_generation``:
+        `tracked_setattr`) is known without a look at its fields: the common case, twice
+        per exchange."""
         cdef dict fields = instance_fields(conn)
-        cdef unsigned long long version = dict_version(fields)
+        cdef long long now_generation = generation(fields)
         cdef Recent *recent = &self.recent[recent_slot(fields)]
         cdef long long key
         cdef tuple seen, now
         cdef Py_ssize_t start
-        if version != 0 and recent.version == version and recent.fields == <void*>fields:
+        if now_generation != 0 and recent.generation == now_generation and \
+                recent.fields == <void*>fields:
             return recent.key
         conn_id = fields["id"]
         seen = self.conns.get(conn_id)
@@ -333,7 +344,7 @@ cdef class ExchangeSender:
                 raise
             self.conns[conn_id] = (key, now)
         recent.fields = <void*>fields
-        recent.version = version
+        recent.generation = now_generation
         recent.key = key
         return key
 
@@ -362,12 +373,9 @@ cdef inline Py_ssize_t recent_slot(dict fields) noexcept:
 
 
 cdef inline dict instance_fields(conn):
-    """``conn.__dict__``, read through its pointer: the attribute lookup costs several
-    hundred instructions, and this runs twice per exchange."""
-    cdef PyObject **slot = _PyObject_GetDictPtr(conn)
-    if slot == NULL or slot[0] == NULL:
-        return conn.__dict__
-    return <dict>slot[0]
+    """``conn.__dict__``, without the attribute lookup (several hundred instructions,
+    and this runs twice per exchange)."""
+    return <dict>PyObject_GenericGetDict(conn, NULL)
 
 
 cdef tuple FINGERPRINT = ("timestamp_end", "timestamp_tls_setup", "error",

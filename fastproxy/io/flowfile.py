@@ -23,6 +23,7 @@ import fastproxy.tcp  # noqa: F401  (registers TCPFlow)
 from fastproxy.flow import FLOW_FORMAT_VERSION, Flow
 from fastproxy.io import tnetstring
 
+
 class FlowFileWarning(UserWarning):
     """A flow file could not be read to its end (torn tail, garbage, unknown version)."""
 

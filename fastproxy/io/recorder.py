@@ -6,7 +6,7 @@ mitmproxy's tnetstring records and writes them, batching what has arrived. A thr
 not do: encoding a flow holds the GIL the proxy's loop needs. A pipe between the two only
 tells the writer that the proxy is gone: nothing is written to it.
 
-HTTP/1 exchanges recorded from the fast path (`fastproxy.proxy.capture`) are packed in C
+HTTP/1 exchanges recorded from the fast path (`fastproxy.io.capture`) are packed in C
 as they finish, into the buffer of the recorder's `ExchangeSender` (`fastproxy.io._handover`),
 with the state of each connection once (again when it changes); the writer encodes their
 flow records from the packed bytes, in C too. Other flows (`add_flow`: the flow path's,
@@ -39,8 +39,8 @@ import sys
 import time
 from typing import Any, Callable
 
-from fastproxy.flow import FLOW_FORMAT_VERSION as _VERSION
-from fastproxy.io import flowfile
+from fastproxy.connection import Server
+from fastproxy.io import flowfile, flowstate
 from fastproxy.io._handover import ExchangeSender
 from fastproxy.io._ring import HEADER, Ring
 from fastproxy.io.writer import PACKED, PICKLED, frame
@@ -55,7 +55,6 @@ pauses (`fastproxy.io.writer.BATCH_WAIT`). Its pages are taken as it is first fi
 RETRY = 0.005
 """Seconds before handing over again what did not fit in the ring."""
 
-
 class Recorder:
     """Writes flows to ``path`` through a writer process.
 
@@ -65,7 +64,7 @@ class Recorder:
     loop (or in `close`) when recording fails.
 
     ``add_exchange(client_conn, server_conn, data)`` records an HTTP/1 exchange captured
-    without a flow (`fastproxy.proxy.capture`); it is the C `ExchangeSender` itself, so that
+    without a flow (`fastproxy.io.capture`); it is the C `ExchangeSender` itself, so that
     an addon can hand it to the proxy as its ``record_exchange``. It never blocks or raises.
     """
 
@@ -93,6 +92,7 @@ class Recorder:
         finally:
             os.close(file_fd)  # the writer has its own copies
         self._errors = self._proc.stdout
+        self._send(("unconnected", Server(address=None).get_state()))
         self._send(("limit", body_limit))
         atexit.register(self.close)  # a normal interpreter exit still flushes
 
@@ -311,31 +311,13 @@ def _spawn(file_fd: int, ring_fd: int) -> tuple[subprocess.Popen, int]:
 
 def flow_state(flow: Any) -> dict:
     """``flow.get_state()`` without the connections (the writer puts them in): for HTTP
-    flows, built here field for field as ``HTTPFlow.get_state`` (tests/test_recorder.py
-    checks that they agree) with the metadata copied by the pickle that follows."""
+    flows, `fastproxy.io.flowstate.of_http_flow` (as ``HTTPFlow.get_state``) with the
+    metadata copied by the pickle that follows."""
     if flow.type != "http":
         state = flow.get_state()
         state["client_conn"] = state["server_conn"] = None
         return state
-    error = flow.error
-    return {
-        "version": _VERSION,
-        "type": "http",
-        "id": flow.id,
-        "error": None if error is None else error.get_state(),
-        "client_conn": None,
-        "server_conn": None,
-        "intercepted": flow.intercepted,
-        "is_replay": flow.is_replay,
-        "marked": flow.marked,
-        "metadata": flow.metadata or {},
-        "comment": flow.comment,
-        "timestamp_created": flow.timestamp_created,
-        "backup": flow._backup,
-        "request": flow.request.get_state(),
-        "response": None if flow.response is None else flow.response.get_state(),
-        "websocket": None if flow.websocket is None else flow.websocket.get_state(),
-    }
+    return flowstate.of_http_flow(flow, None, None, copied=False)
 
 
 def _open(path: str, append: bool) -> int:

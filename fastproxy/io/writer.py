@@ -20,13 +20,18 @@ Messages (tuples):
   ("flow", state, ckey, skey)  a flow state whose client_conn/server_conn are those keys
                            (None: the state carries its own)
   (data, ckey, skey)       an HTTP/1 exchange captured without a flow
-                           (`fastproxy.proxy.capture`), encoded here by the C encoder
-                           (`fastproxy.io._encode`) straight into the batch's buffer
+                           (`fastproxy.io.capture`; its fields: `fastproxy.io.flowstate`),
+                           encoded here by the C encoder (`fastproxy.io._encode`)
+                           straight into the batch's buffer
   ("limit", n)             body limit from now on (None: none)
+  ("unconnected", state)   the state of a server never connected to (a new id each use),
+                           for flows that failed before any upstream: the proxy sends it
+                           first, so that this process never imports the proxy's classes
   ("forget",)              drop the connection states (the proxy's cache was cleared)
 
 Errors go to stdout, one line each, for the proxy to log. SIGINT and SIGTERM are ignored:
-the proxy decides when recording ends, by closing the pipe.
+the proxy decides when recording ends, by closing the pipe. This process imports nothing
+from `fastproxy.proxy` (tests/test_flowstate.py checks it).
 """
 
 from __future__ import annotations
@@ -38,12 +43,12 @@ import signal
 import sys
 import time
 
-from fastproxy.connection import Server
+from fastproxy.ids import new_id
 from fastproxy.io import tnetstring
 from fastproxy.io._encode import FlowBuffer
 from fastproxy.io._ring import Ring
 from fastproxy.io.bodies import truncate_bodies
-from fastproxy.proxy.capture import exchange_state
+from fastproxy.io.flowstate import exchange_state
 
 HEADER = 5
 PACKED, PICKLED = ord("p"), ord("m")
@@ -66,6 +71,7 @@ class Writer:
         self.good = os.lseek(fd, 0, os.SEEK_END)  # where the last complete flow ends
         self.failing = False
         self.limit: int | None = None
+        self.unconnected: dict | None = None  # the ("unconnected", state) message's
         self.conns: dict = {}
         self.headers: dict[tuple, bytes] = {}
         self.buffer = FlowBuffer()
@@ -107,7 +113,7 @@ class Writer:
             if skey is not None:
                 state["server_conn"] = self.conns[skey]
             elif state["server_conn"] is None:  # failed before any upstream: as mitmproxy
-                state["server_conn"] = Server(address=None).get_state()
+                state["server_conn"] = self.unconnected_server()
             try:
                 if self.limit is not None:
                     truncate_bodies(state, self.limit)
@@ -120,6 +126,8 @@ class Writer:
             self.conns[message[1]] = tnetstring.Encoded(tnetstring.dumps(message[2]))
         elif kind == "limit":
             self.limit = message[1]
+        elif kind == "unconnected":
+            self.unconnected = message[1]
         elif kind == "forget":
             self.conns.clear()
         return 0
@@ -128,11 +136,17 @@ class Writer:
         """Encode a captured exchange; in Python only when a body must be cut (rare)."""
         client = self.conns[ckey]
         server = self.conns[skey] if skey is not None else \
-            tnetstring.Encoded(tnetstring.dumps(Server(address=None).get_state()))
+            tnetstring.Encoded(tnetstring.dumps(self.unconnected_server()))
         if not self.buffer.exchange(data, client, server, self.limit):
             self.buffer.append(tnetstring.dumps(exchange_state(data, client, server,
                                                                self.limit)))
         return 1
+
+    def unconnected_server(self) -> dict:
+        """The state of a server never connected to, as ``Server(address=None)`` has it."""
+        if self.unconnected is None:
+            raise ValueError("no state for an unconnected server was sent")
+        return {**self.unconnected, "id": new_id()}
 
     def reuse_headers(self, state: dict) -> None:
         """Put in the encoding of header fields seen before: a client sends the same

@@ -1,12 +1,13 @@
 """What the layers of one client connection share, and the base class of layers.
 
 `RootContext` is what `clientconnect(root_layer)` receives: `root_layer.client_conn` is the
-`Client`. Layers reach the options, the addon manager, the upstream pool and the client's
-endpoint through it.
+`Client`. Layers reach the options, the addon manager, the upstream pool, the client's
+endpoint and `next_layer` (what runs after them) through it.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from fastproxy.connection import Client, Server
@@ -14,8 +15,8 @@ from fastproxy.proxy.server_hooks import current_client
 
 if TYPE_CHECKING:
     from fastproxy.addonmanager import AddonManager
+    from fastproxy.mode_specs import ProxyMode
     from fastproxy.options import Options
-    from fastproxy.proxy.mode_specs import ProxyMode
     from fastproxy.proxy.streams import Endpoint
     from fastproxy.proxy.upstream import UpstreamPool
 
@@ -24,10 +25,11 @@ class RootContext:
     """One client connection: its `Client`, its endpoint and the proxy's shared parts."""
 
     __slots__ = ("client_conn", "server_conn", "client", "mode", "options", "addons",
-                 "listeners", "pool", "layer", "awaiting_response")
+                 "listeners", "pool", "next_layer", "layer", "awaiting_response")
 
     def __init__(self, client_conn: Client, client: Endpoint, mode: ProxyMode,
-                 options: Options, addons: AddonManager, pool: UpstreamPool) -> None:
+                 options: Options, addons: AddonManager, pool: UpstreamPool,
+                 next_layer: ModuleType) -> None:
         self.client_conn = client_conn
         """The `Client` connection object."""
         self.server_conn: Server | None = None
@@ -38,6 +40,9 @@ class RootContext:
         self.addons = addons
         self.listeners = addons.listeners
         self.pool = pool
+        self.next_layer = next_layer
+        """`fastproxy.proxy.next_layer`: layers ask it what runs after them (they cannot
+        import it: it imports every layer)."""
         self.layer: Layer | None = None
         self.awaiting_response: tuple | None = None
         """(upstream endpoint, since) while a response head is awaited: the driver's

@@ -19,6 +19,8 @@ import hmac
 from collections.abc import Callable
 from pathlib import Path
 
+import bcrypt
+
 from fastproxy._core import build_head, lowered_name
 from fastproxy.log import logger
 
@@ -62,8 +64,6 @@ def _htpasswd_validator(path: Path) -> Validator:
             raise ValueError(f"invalid proxyauth: {path}:{number}: only bcrypt and "
                              "{SHA} entries are supported")
         entries[user] = hashed
-    if any(h.startswith("$2") for h in entries.values()):
-        import bcrypt  # noqa: F401  (fail at start, not at the first client)
 
     def check(user: str, password: str) -> bool:
         hashed = entries.get(user)
@@ -75,7 +75,6 @@ def _check_hash(hashed: str, password: str) -> bool:
     if hashed.startswith("{SHA}"):
         digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
         return hmac.compare_digest(digest, hashed[5:])
-    import bcrypt
     try:
         return bcrypt.checkpw(password.encode(), hashed.encode())
     except ValueError:

@@ -4,9 +4,10 @@ This is the only module (with `streams.py` and the relay) that touches sockets. 
 one listener per `--mode` (`regular@8080`, `socks5@1080`, ...), each with its own
 upstream pool (in upstream mode, that pool reaches everything through the upstream
 proxy). Each accepted connection gets an `Endpoint`, a `Client` and a `RootContext`; its
-first layer follows from its listener's mode. `block_global` / `block_private` refuse
-clients by address first, as mitmproxy's block addon does. Once a second, housekeeping closes connections idle past
-`idle_timeout`, heads taking longer than `head_timeout`, and stale upstream connections.
+first layer follows from its listener's mode (`next_layer.first_layer`).
+`block_global` / `block_private` refuse clients by address first, as mitmproxy's block
+addon does. Once a second, housekeeping closes connections idle past `idle_timeout`,
+heads taking longer than `head_timeout`, and stale upstream connections.
 """
 
 from __future__ import annotations
@@ -21,17 +22,20 @@ from fastproxy._core import HTTP1Reader
 from fastproxy.addonmanager import AddonManager
 from fastproxy.connection import Client, ConnectionState
 from fastproxy.log import logger
-from fastproxy.options import Options
-from fastproxy.proxy.context import Layer, RootContext, run_layer
-from fastproxy.proxy.mode_specs import (
+from fastproxy.mode_specs import (
     ProxyMode,
     RegularMode,
-    ReverseMode,
     Socks5Mode,
     TransparentMode,
     UpstreamMode,
 )
+from fastproxy.net.server_spec import ServerSpec
+from fastproxy.options import Options
+from fastproxy.proxy import next_layer
+from fastproxy.proxy.context import Layer, RootContext, run_layer
+from fastproxy.proxy.proxyauth import make_validator
 from fastproxy.proxy.streams import ConnectionGone, Endpoint, ResponseTimedOut
+from fastproxy.proxy.transparent import check_supported
 from fastproxy.proxy.upstream import UpstreamPool
 
 HOUSEKEEPING_INTERVAL = 1.0
@@ -88,7 +92,6 @@ class ProxyServer:
     """Accepts client connections on one socket per mode and serves each of them."""
 
     def __init__(self, options: Options, addons: AddonManager) -> None:
-        from fastproxy.proxy.proxyauth import make_validator
         self.options = options
         self.addons = addons
         self.loop = asyncio.get_running_loop()
@@ -110,7 +113,6 @@ class ProxyServer:
     def _pool(self, mode: ProxyMode) -> UpstreamPool:
         via = None
         if isinstance(mode, UpstreamMode):
-            from fastproxy.net.server_spec import ServerSpec
             via = ServerSpec(mode.scheme, mode.address)
         return UpstreamPool(self.loop, self.options, self.addons, via)
 
@@ -118,8 +120,7 @@ class ProxyServer:
         """Start listening (`sock` is for the first mode); returns the first address bound.
         Every listener's address is in `self.listeners`."""
         options = self.options
-        from fastproxy.proxy.layers.tls import tls_state
-        tls_state(options)  # the CA exists (created on first start) before clients come
+        next_layer.prepare(options)  # the CA exists (made on first start) before clients come
         for listener in self.listeners:
             mode = listener.mode
             if sock is None:
@@ -176,13 +177,14 @@ class ProxyServer:
         client = Client(peername=transport.get_extra_info("peername")[:2],
                         sockname=transport.get_extra_info("sockname")[:2],
                         state=ConnectionState.OPEN, proxy_mode=mode)
-        ctx = RootContext(client, endpoint, mode, self.options, self.addons, listener.pool)
+        ctx = RootContext(client, endpoint, mode, self.options, self.addons, listener.pool,
+                          next_layer)
         self.clients[ctx] = 0.0
         listeners = self.addons.listeners
         try:
             if listeners.clientconnect:
                 await self.addons.trigger("clientconnect", ctx)
-            await run_layer(ctx, first_layer(ctx, listener.validator))
+            await run_layer(ctx, next_layer.first_layer(ctx, listener.validator))
         except ConnectionGone:
             pass
         except Exception:
@@ -196,7 +198,7 @@ class ProxyServer:
                 await self.addons.trigger("clientdisconnect", ctx)
 
     def first_layer(self, ctx: RootContext) -> Layer:
-        return first_layer(ctx, None)
+        return next_layer.first_layer(ctx, None)
 
     def _housekeep(self) -> None:
         """Close idle and slow clients; drop stale upstream connections."""
@@ -237,7 +239,6 @@ def parse_modes(specs) -> list[ProxyMode]:
         if mode.transport_protocol != "tcp":
             raise ValueError(f"invalid mode {mode.full_spec!r}: UDP modes are not supported")
         if isinstance(mode, TransparentMode):
-            from fastproxy.proxy.transparent import check_supported
             check_supported(mode)
     return modes
 
@@ -251,31 +252,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.partition("%")[0]).is_loopback
     except ValueError:
         return False
-
-
-def first_layer(ctx: RootContext, validator) -> Layer:
-    """The layer a new client of this mode starts with."""
-    from fastproxy.proxy.layers.http.http1 import HttpLayer
-    mode = ctx.mode
-    if isinstance(mode, ReverseMode):
-        if mode.scheme in ("tcp", "tls"):
-            from fastproxy.proxy.layers.tunnel import TcpLayer
-            return TcpLayer(ctx, mode.address)
-        from fastproxy.proxy.layers.tls import ReverseTlsLayer
-        return ReverseTlsLayer(ctx)  # TLS or plain HTTP, as the client's first byte says
-    if isinstance(mode, Socks5Mode):
-        from fastproxy.proxy.layers.socks5 import Socks5Layer
-        return Socks5Layer(ctx, validator)
-    if isinstance(mode, TransparentMode):
-        from fastproxy.proxy.transparent import TransparentLayer
-        return TransparentLayer(ctx)
-    if isinstance(mode, UpstreamMode):
-        from fastproxy.proxy.layers.http.upstream_mode import (
-            UpstreamHttpLayer,
-            auth_layer,
-        )
-        return auth_layer(UpstreamHttpLayer, ctx, validator)
-    if validator is not None:
-        from fastproxy.proxy.layers.http.upstream_mode import auth_layer
-        return auth_layer(HttpLayer, ctx, validator)
-    return HttpLayer(ctx)

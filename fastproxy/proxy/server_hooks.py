@@ -9,28 +9,8 @@ clients of a worker, so ``client`` is the client whose request opened the connec
 
 from __future__ import annotations
 
-import contextvars
-from dataclasses import dataclass
-
-from fastproxy.connection import Client, Server
-
-current_client: contextvars.ContextVar[Client | None] = contextvars.ContextVar(
-    "fastproxy_current_client", default=None)
-"""The `Client` served by the running task (set by `RootContext`)."""
-
-
-@dataclass
-class ServerConnectionHookData:
-    """Event data for the server connection events."""
-
-    server: Server
-    """The server connection this hook is about."""
-    client: Client | None
-    """The client on whose behalf this server connection was opened."""
-
-    @classmethod
-    def of(cls, server: Server) -> ServerConnectionHookData:
-        return cls(server, current_client.get())
-
+# Defined beside the event table (fastproxy.hooks), which adapts the events' arguments:
+# the models and the table import nothing from fastproxy.proxy.
+from fastproxy.hooks import ServerConnectionHookData, current_client
 
 __all__ = ["ServerConnectionHookData", "current_client"]

@@ -51,7 +51,6 @@ class TransparentLayer(Layer):
     """Finds the original destination, then serves the connection as a tunnel to it."""
 
     async def run(self) -> None:
-        from fastproxy.proxy.layers.tunnel import choose_tunnel_layer
         ctx = self.ctx
         transport = ctx.client.transport
         client = ctx.client_conn
@@ -66,7 +65,7 @@ class TransparentLayer(Layer):
             self.refuse("not redirected to the proxy by a firewall rule (the original "
                         "destination is the proxy itself)")
             return
-        await run_layer(ctx, await choose_tunnel_layer(ctx, host, port))
+        await run_layer(ctx, await ctx.next_layer.tunnel_layer(ctx, host, port))
 
     def refuse(self, reason: str) -> None:
         peer = self.ctx.client_conn.peername

@@ -23,20 +23,14 @@ from fastproxy._core import HEAD, HTTP1Reader, ProtocolError, build_head
 from fastproxy.connection import ConnectionState, Server
 from fastproxy.log import logger
 from fastproxy.net.server_spec import ServerSpec
+from fastproxy.proxy.proxyauth import basic_credential
 from fastproxy.proxy.streams import Endpoint
+from fastproxy.proxy.upstream_conn import PoolKey, Upstream, UpstreamError
+from fastproxy.proxy.upstream_tls import open_tls_upstream, upstream_tls_state
 
 if TYPE_CHECKING:
     from fastproxy.addonmanager import AddonManager
     from fastproxy.options import Options
-
-PoolKey = tuple[str, str, int]
-
-
-class UpstreamError(Exception):
-    """The upstream server could not be reached."""
-
-    cause: BaseException | None = None
-    """The OSError or timeout behind it, when there is one (SOCKS5 reply codes)."""
 
 
 class _Parked(asyncio.Protocol):
@@ -74,19 +68,6 @@ _parked: contextvars.ContextVar[list | None] = contextvars.ContextVar(
 """[host, port, _Parked, Server] of this client's parked connection (one task each)."""
 
 
-class Upstream:
-    """An open upstream connection: its endpoint and its `Server` object."""
-
-    __slots__ = ("endpoint", "idle_since", "key", "reused", "server")
-
-    def __init__(self, endpoint: Endpoint, server: Server, key: PoolKey) -> None:
-        self.endpoint = endpoint
-        self.server = server
-        self.key = key
-        self.idle_since = 0.0
-        self.reused = False
-
-
 class UpstreamPool:
     """Keep-alive upstream connections of one worker."""
 
@@ -99,7 +80,6 @@ class UpstreamPool:
         """The upstream proxy (upstream mode), else None."""
         self.proxy_authorization: bytes | None = None
         if via is not None and options.upstream_auth:
-            from fastproxy.proxy.proxyauth import basic_credential
             self.proxy_authorization = basic_credential(options.upstream_auth)
         self.idle: dict[PoolKey, list[Upstream]] = {}
         self._disconnects: set[asyncio.Task] = set()
@@ -124,7 +104,6 @@ class UpstreamPool:
     async def open(self, key: PoolKey) -> Upstream:
         """Open a new keep-alive HTTP connection."""
         if key[0] == "https":
-            from fastproxy.proxy.layers.tls import open_tls_upstream
             return await open_tls_upstream(self, key)
         options = self.options
         endpoint = Endpoint(HTTP1Reader(False, options.max_head_size, options.max_headers),
@@ -183,8 +162,7 @@ class UpstreamPool:
             raise OSError(f"upstream proxy {phost}:{pport}: {str(e) or type(e).__name__}")
         try:
             if via.scheme == "https":
-                from fastproxy.proxy.layers.tls import tls_state
-                context = tls_state(options).upstream_context([])
+                context = upstream_tls_state(options).upstream_context([])
                 transport = endpoint.transport = await asyncio.wait_for(self.loop.start_tls(
                     transport, endpoint, context, server_hostname=phost),
                     options.connect_timeout)
@@ -297,3 +275,6 @@ def _adopt(transport, protocol, pending: bytes, server: Server) -> Server:
 
 def _address(address) -> tuple[str, int] | None:
     return (address[0], address[1]) if address else None
+
+
+__all__ = ["PoolKey", "Upstream", "UpstreamError", "UpstreamPool"]

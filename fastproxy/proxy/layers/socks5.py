@@ -12,7 +12,7 @@ Theory of operation, for one client:
    (RFC 1928 §6 codes, `reply_code`); the connection is parked until the tunnel's layer
    asks for it (`UpstreamPool.preconnect`).
 5. then the tunnel is served as a CONNECT tunnel is: TLS interception, HTTP/1, HTTP/2,
-   WebSocket or TCP, from the first bytes and the host options (`choose_tunnel_layer`).
+   WebSocket or TCP, from the first bytes and the host options (`next_layer.tunnel_layer`).
 
 Every wait has the driver's deadline: bytes of an unfinished handshake fall under
 `head_timeout`, an idle client under `idle_timeout`.
@@ -26,9 +26,11 @@ import ipaddress
 import socket
 import struct
 
+from fastproxy._core import build_head
 from fastproxy.log import logger
 from fastproxy.proxy.context import Layer, RootContext, run_layer
-from fastproxy.proxy.upstream import UpstreamError
+from fastproxy.proxy.proxyauth import log_failure
+from fastproxy.proxy.upstream_conn import UpstreamError
 
 VERSION = 5
 NO_AUTH, USERPASS, NO_ACCEPTABLE = 0x00, 0x02, 0xFF
@@ -80,6 +82,14 @@ def reply(code: int, bound: tuple | None = None) -> bytes:
     return bytes((VERSION, code, 0, ATYP_IPV4, 0, 0, 0, 0, 0, 0))
 
 
+def _http_error(message: str) -> bytes:
+    """A 400 for an HTTP client that came to the SOCKS5 port (so that it sees why)."""
+    body = (message + "\n").encode("utf-8", "replace")
+    fields = [(b"Content-Type", b"text/plain; charset=utf-8"),
+              (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close")]
+    return build_head(b"HTTP/1.1 400 Bad Request", fields, None, None) + body
+
+
 class Socks5Layer(Layer):
     """The SOCKS5 handshake, then the tunnel's layer."""
 
@@ -100,10 +110,9 @@ class Socks5Layer(Layer):
         except SocksError as e:
             self.fail(e)
             return
-        from fastproxy.proxy.layers.tunnel import choose_tunnel_layer
         try:
             ctx.client.write(reply(REP_SUCCEEDED, server.sockname))
-            await run_layer(ctx, await choose_tunnel_layer(ctx, host, port))
+            await run_layer(ctx, await ctx.next_layer.tunnel_layer(ctx, host, port))
         finally:
             ctx.pool.drop_parked()
 
@@ -140,7 +149,6 @@ class Socks5Layer(Layer):
         if wanted not in methods:
             self.ctx.client.write(bytes((VERSION, NO_ACCEPTABLE)))
             if self.validator is not None:
-                from fastproxy.proxy.proxyauth import log_failure
                 log_failure(self.ctx.client_conn.peername, "socks5", None)
             raise SocksError(f"no acceptable authentication method in {list(methods)}")
         self.ctx.client.write(bytes((VERSION, wanted)))
@@ -149,15 +157,13 @@ class Socks5Layer(Layer):
 
     def wrong_version(self, version: int) -> None:
         if 0x41 <= version <= 0x5A:  # an HTTP method: tell the user what went wrong
-            from fastproxy.proxy.layers.http.http1_heads import error_response
-            self.ctx.client.write(error_response(
-                400, f"Invalid SOCKS version: expected 0x05, got {version:#04x}. This port "
-                     "serves SOCKS5 (did you mean an HTTP proxy, --mode regular?)"))
+            self.ctx.client.write(_http_error(
+                f"Invalid SOCKS version: expected 0x05, got {version:#04x}. This port "
+                "serves SOCKS5 (did you mean an HTTP proxy, --mode regular?)"))
         raise SocksError(f"invalid SOCKS version {version:#04x}")
 
     async def authenticate(self) -> None:
         """RFC 1929: one username/password exchange."""
-        from fastproxy.proxy.proxyauth import log_failure
         if (await self.take(1))[0] != 1:
             raise SocksError("invalid username/password subnegotiation version")
         user = await self.take((await self.take(1))[0])

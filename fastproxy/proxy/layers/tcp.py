@@ -1,36 +1,63 @@
-"""Raw TCP: a pure Cython relay when nobody looks, a `TCPFlow` when an addon does.
+"""Raw TCP as a sans-io state machine: a splice when nobody looks, a `TCPFlow` when an
+addon does.
 
 TCP flows arise for `--tcp-hosts`, for tunnels whose first bytes are neither TLS nor HTTP,
 and for `--mode reverse:tcp://host:port`. Hosts passed through untouched (`--ignore-hosts`,
 hosts outside `--allow-hosts`) never get a flow (`ignore=True`), as in mitmproxy.
 
-- No `tcp_*` listener (and so no recording): both sockets get a `_core.Relay`. No Python
-  runs per chunk; a full write buffer on one side pauses reading on the other
-  (back-pressure), and a FIN is passed on as a half-close.
-- Otherwise each socket gets a `Pipe` and one coroutine per direction moves the bytes:
-  read a chunk, fire `tcp_message` with it as `flow.messages[-1]`, write the (possibly
-  changed) content, wait while the destination's buffer is full. `tcp_start` fires once
-  connected, `tcp_end` when both directions ended, `tcp_error` instead when a side
-  vanished (reset) or the server could not be reached.
+The layer takes events and returns commands (events.py, commands.py); it never touches a
+socket. proxy/driver.py runs it (`TcpLayer.run`).
+
+- No `tcp_*` listener (and so no recording), or `ignore`: once connected, two `Splice`
+  commands; the driver pairs the sockets with `_core.Relay`s. No Python runs per chunk;
+  a full write buffer on one side pauses reading on the other, and a FIN is passed on
+  as a half-close.
+- Otherwise every `DataReceived` is a `TCPMessage`: `tcp_message` fires with it as
+  `flow.messages[-1]`, then its (possibly changed) content is sent on. `tcp_start` fires
+  once connected, `tcp_end` when both directions ended, `tcp_error` instead when a side
+  vanished without a FIN (reset), was gone while bytes were owed to it, or could not be
+  reached.
+
+States and transitions (anything else is ignored, as after the end):
+
+    start    --Start-->                    OpenConnection(server), then:
+             --OpenCompleted(error)-->     done      (client closed; tcp_start + tcp_error
+                                                      for a flow)
+             --OpenCompleted, no flow-->   spliced   (Splice both ways)
+             --OpenCompleted, flow-->      relaying  (tcp_start)
+    relaying --DataReceived/MessageInjected--> relaying (tcp_message, SendData)
+             --ConnectionClosed(half)-->   relaying  (half-close the other side), or done
+                                                     once both sides sent FIN
+             --ConnectionClosed(gone)-->   done      (an error unless the FIN came first)
+    done:    both connections closed, then tcp_end or tcp_error.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
+from dataclasses import dataclass
 from typing import Any
 
-from fastproxy._core import Relay
-from fastproxy.connection import Server
+from fastproxy.connection import Connection, Server
 from fastproxy.flow import Error
-from fastproxy.log import logger
+from fastproxy.proxy.commands import (
+    CloseConnection,
+    Hook,
+    Log,
+    OpenConnection,
+    SendData,
+    Splice,
+)
 from fastproxy.proxy.context import Layer, RootContext
-from fastproxy.proxy.upstream import UpstreamError
+from fastproxy.proxy.driver import Driver
+from fastproxy.proxy.events import (
+    ConnectionClosed,
+    DataReceived,
+    Event,
+    OpenCompleted,
+    Start,
+)
+from fastproxy.proxy.sansio import CommandGenerator, StateMachine
 from fastproxy.tcp import TCPFlow, TCPMessage
-
-PIPE_HIGH_WATER = 256 * 1024
-"""Unread bytes queued in a `Pipe` before it pauses reading its socket."""
-PIPE_LOW_WATER = 64 * 1024
 
 
 def wants_tcp_flows(listeners: Any) -> bool:
@@ -39,284 +66,143 @@ def wants_tcp_flows(listeners: Any) -> bool:
                 or listeners.tcp_error)
 
 
-class Pipe(asyncio.Protocol):
-    """One socket of a tunnel whose bytes Python handles: reads queued, writes drained.
+@dataclass(frozen=True, slots=True)
+class MessageInjected(Event):
+    """An addon injected `message` into the live `flow` (`fastproxy.tcp.inject`); it is
+    handled as if its sender (`message.from_client`) had sent it."""
 
-    `read()` returns what arrived since the last call (joined, at most about
-    `PIPE_HIGH_WATER` bytes), an injected message object as it was queued, or None once
-    the peer sent FIN or the connection is gone (`eof`, `closed`, `exc` say which).
-    """
-
-    __slots__ = ("loop", "transport", "items", "buffered", "eof", "closed", "exc",
-                 "_waiter", "_drain_waiter", "_write_paused", "_read_paused")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.items: collections.deque = collections.deque()
-        self.buffered = 0
-        self.eof = False
-        self.closed = False
-        self.exc: BaseException | None = None
-        self._waiter: asyncio.Future | None = None
-        self._drain_waiter: asyncio.Future | None = None
-        self._write_paused = False
-        self._read_paused = False
-
-    @classmethod
-    def adopt(cls, endpoint: Any) -> Pipe:
-        """Take over an `Endpoint`'s socket, with the bytes its reader has not consumed."""
-        pipe = cls(endpoint.loop)
-        pipe.transport = endpoint.transport
-        rest = endpoint.reader.take_rest()
-        if rest:
-            pipe.data_received(rest)
-        endpoint.on_lost = None
-        pipe.eof = endpoint.reader.at_eof  # a FIN that came before the handover
-        if endpoint.closed:
-            pipe.closed = True
-        else:
-            endpoint.transport.set_protocol(pipe)
-            endpoint.transport.resume_reading()
-        return pipe
-
-    # -- asyncio.Protocol --------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.items.append(data)
-        self.buffered += len(data)
-        if self.buffered > PIPE_HIGH_WATER and not self._read_paused and not self.closed:
-            self._read_paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return True  # keep our sending half open: the other direction may still flow
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.closed = True
-        self.exc = exc
-        self._wake()
-        self.resume_writing()
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- for the layer -----------------------------------------------------------------
-
-    def inject(self, item: Any) -> None:
-        """Queue a message object to be handled as if this socket had sent it."""
-        self.items.append(item)
-        self._wake()
-
-    async def read(self) -> Any:
-        items = self.items
-        while not items:
-            if self.eof or self.closed:
-                return None
-            self._waiter = self.loop.create_future()
-            await self._waiter
-        item = items.popleft()
-        if isinstance(item, bytes):
-            if items and isinstance(items[0], bytes):
-                parts = [item]
-                while items and isinstance(items[0], bytes):
-                    parts.append(items.popleft())
-                item = b"".join(parts)
-            self.buffered -= len(item)
-            if self._read_paused and self.buffered <= PIPE_LOW_WATER and not self.closed:
-                self._read_paused = False
-                self.transport.resume_reading()
-        return item
-
-    def write(self, data: bytes) -> None:
-        if not self.closed and data:
-            self.transport.write(data)
-
-    async def drain(self) -> None:
-        """Wait while the socket's write buffer is over its high-water mark."""
-        while self._write_paused and not self.closed:
-            self._drain_waiter = self.loop.create_future()
-            await self._drain_waiter
-
-    def write_eof(self) -> None:
-        """Half-close: send FIN after what is buffered; close if FIN can't be sent."""
-        transport = self.transport
-        if self.closed or transport.is_closing():
-            return
-        if transport.can_write_eof():
-            transport.write_eof()
-        else:
-            transport.close()
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    flow: TCPFlow
+    message: TCPMessage
 
 
-class TcpLayer(Layer):
+class TcpLayer(StateMachine, Layer):
     """Relays bytes between the client and host:port until both sides are done.
 
     `ignore` is for connections passed through untouched: never a flow, never an event.
+    Only `ctx.client_conn` and `ctx.listeners` are read here; the rest of `ctx` is the
+    driver's.
     """
 
     def __init__(self, ctx: RootContext, address: tuple[str, int], ignore: bool = False) -> None:
-        super().__init__(ctx)
+        Layer.__init__(self, ctx)
+        StateMachine.__init__(self)
         self.address = address
         self.ignore = ignore
+        self.client: Connection = ctx.client_conn
+        self.server = Server(address=address)
+        """The upstream connection; the driver fills it in when it connects."""
         self.flow: TCPFlow | None = None
+        self.state = "start"
+        self.finished: set[str] = set()
+        """The sides ("client", "server") that sent their FIN or are gone."""
+        self.gone: set[str] = set()
+        """The sides that cannot be written to any more."""
 
-    async def run(self) -> None:
-        if self.ignore or not wants_tcp_flows(self.ctx.listeners):
-            await self.run_relay()
-        else:
-            await self.run_flow()
+    def run(self) -> Any:
+        """Serve the connection: a coroutine of the driver, which owns the sockets."""
+        return Driver(self.ctx, self).run()
 
-    # -- pure relay ----------------------------------------------------------------------
+    def _handle(self, event: Event) -> CommandGenerator:
+        state = self.state
+        if state == "relaying":
+            if type(event) is DataReceived:
+                from_client = event.connection is self.client
+                yield from self._message(TCPMessage(from_client, event.data))
+            elif type(event) is MessageInjected:
+                yield from self._message(event.message)
+            elif type(event) is ConnectionClosed:
+                yield from self._closed(event)
+        elif state == "start" and type(event) is Start:
+            yield from self._start()
+        elif state == "spliced" and type(event) is DataReceived:
+            # Bytes fed after the splice (proxy/driver.py relays them itself): pass them on.
+            yield SendData(self._other(event.connection), event.data)
 
-    async def run_relay(self) -> None:
-        ctx = self.ctx
-        server_side = Relay()
-        try:
-            server = await ctx.pool.connect(*self.address, server_side)
-        except UpstreamError as e:
-            logger.info("tunnel to %s:%d failed: %s", *self.address, e)
-            ctx.client.close()
-            return
-        ctx.server_conn = server
-        await relay(ctx, server_side, server_side.transport)
-        ctx.pool.closed(server)
+    # -- start ---------------------------------------------------------------------------
 
-    # -- with a flow ---------------------------------------------------------------------
-
-    async def run_flow(self) -> None:
-        ctx = self.ctx
-        addons, listeners = ctx.addons, ctx.listeners
-        server_pipe = Pipe(ctx.client.loop)
-        try:
-            server = await ctx.pool.connect(*self.address, server_pipe)
-        except UpstreamError as e:
-            flow = self.flow = TCPFlow(ctx.client_conn, Server(address=self.address), live=True)
-            flow.server_conn.error = str(e)
-            if listeners.tcp_start:
-                await addons.trigger("tcp_start", flow)
-            await self.end(flow, str(e))
-            ctx.client.close()
-            return
-        ctx.server_conn = server
-        flow = self.flow = TCPFlow(ctx.client_conn, server, live=True)
-        client_pipe = Pipe.adopt(ctx.client)
-        flow._inject = lambda m: (client_pipe if m.from_client else server_pipe).inject(m)
-        if listeners.tcp_start:
-            await addons.trigger("tcp_start", flow)
-        errors: list[str] = []
-        try:
-            await asyncio.gather(self.pump(client_pipe, server_pipe, True, errors),
-                                 self.pump(server_pipe, client_pipe, False, errors))
-        finally:
-            client_pipe.close()
-            server_pipe.close()
-            ctx.pool.closed(server)
-        await self.end(flow, errors[0] if errors else None)  # the first failure is the cause
-
-    async def pump(self, src: Pipe, dst: Pipe, from_client: bool, errors: list[str]) -> None:
-        """Move one direction until its FIN; a failure is appended to `errors`."""
-        flow = self.flow
-        addons, listeners = self.ctx.addons, self.ctx.listeners
-        while True:
-            item = await src.read()
-            if item is None:
-                break
-            message = TCPMessage(from_client, item) if isinstance(item, bytes) else item
-            flow.messages.append(message)
-            if listeners.tcp_message:
-                await addons.trigger("tcp_message", flow)
-            dst.write(message.content)
-            await dst.drain()
-            if dst.closed:
-                errors.append(f"{_side(not from_client)} connection closed while sending to it")
-                src.abort()
+    def _start(self) -> CommandGenerator:
+        with_flow = not self.ignore and wants_tcp_flows(self.ctx.listeners)
+        self.state = "opening"
+        reply: OpenCompleted = yield OpenConnection(self.server)
+        if not with_flow:
+            if reply.error is not None:
+                self.state = "done"
+                host, port = self.address
+                yield Log(f"tunnel to {host}:{port} failed: {reply.error}", "info")
+                yield CloseConnection(self.client)
                 return
-        if src.closed and not src.eof:
-            errors.append(f"{_side(from_client)} connection lost: {src.exc or 'closed'}")
-            dst.abort()
+            self.state = "spliced"
+            yield Splice(self.client, self.server)
+            yield Splice(self.server, self.client)
             return
-        dst.write_eof()
+        flow = self.flow = TCPFlow(self.client, self.server, live=True)
+        if reply.error is not None:
+            self.server.error = reply.error
+            self.gone.add("server")
+            yield Hook("tcp_start", flow)
+            yield from self._end(reply.error)
+            return
+        flow._inject = self._inject
+        self.state = "relaying"
+        yield Hook("tcp_start", flow)
 
-    async def end(self, flow: TCPFlow, error: str | None) -> None:
-        """Fire `tcp_error` (with flow.error set) or `tcp_end`; the flow is no longer live."""
+    def _inject(self, message: TCPMessage) -> None:
+        if self.post_event is not None:
+            self.post_event(MessageInjected(self.flow, message))
+
+    # -- relaying ------------------------------------------------------------------------
+
+    def _message(self, message: TCPMessage) -> CommandGenerator:
+        flow = self.flow
+        flow.messages.append(message)
+        yield Hook("tcp_message", flow)
+        if self.state != "relaying":
+            return
+        to = "server" if message.from_client else "client"
+        if to in self.gone:
+            yield from self._end(f"{to} connection closed while sending to it")
+        elif message.content:
+            yield SendData(self.server if message.from_client else self.client, message.content)
+
+    def _closed(self, event: ConnectionClosed) -> CommandGenerator:
+        src = event.connection
+        side = "client" if src is self.client else "server"
+        if event.half_close:
+            self.finished.add(side)
+            if ("server" if side == "client" else "client") not in self.gone:
+                yield CloseConnection(self._other(src), half_close=True)
+        else:
+            self.gone.add(side)
+            if side not in self.finished:
+                self.finished.add(side)
+                yield from self._end(f"{side} connection lost: {event.error or 'closed'}")
+                return
+        if len(self.finished) == 2:
+            yield from self._end(None)
+
+    # -- the end -------------------------------------------------------------------------
+
+    def _end(self, error: str | None) -> CommandGenerator:
+        """Close what is open, then fire `tcp_error` (with flow.error set) or `tcp_end`."""
+        self.state = "done"
+        flow = self.flow
         flow.live = False
         flow._inject = None
+        for side, connection in (("client", self.client), ("server", self.server)):
+            if side not in self.gone:
+                self.gone.add(side)
+                yield CloseConnection(connection)
         if error is not None and flow.error is None:
             flow.error = Error(error)
         if flow.error is not None:
-            logger.info("tcp flow to %s:%d: %s", *self.address, flow.error.msg)
-            if self.ctx.listeners.tcp_error:
-                await self.ctx.addons.trigger("tcp_error", flow)
-        elif self.ctx.listeners.tcp_end:
-            await self.ctx.addons.trigger("tcp_end", flow)
+            host, port = self.address
+            yield Log(f"tcp flow to {host}:{port}: {flow.error.msg}", "info")
+            yield Hook("tcp_error", flow)
+        else:
+            yield Hook("tcp_end", flow)
+
+    def _other(self, connection: Connection) -> Connection:
+        return self.server if connection is self.client else self.client
 
 
-def _side(client: bool) -> str:
-    return "client" if client else "server"
-
-
-async def relay(ctx: RootContext, server_side: Relay, server_transport) -> None:
-    """Hand the client's transport to a Relay paired with `server_side`; wait for the end."""
-    loop = ctx.client.loop
-    client_side = Relay()
-    client_side.peer, server_side.peer = server_side, client_side
-    client_transport = ctx.client.transport
-    client_side.transport = client_transport
-    server_side.transport = server_transport
-    finished = loop.create_future()
-    open_sides = [2]
-
-    def side_closed(_relay, _exc) -> None:
-        open_sides[0] -= 1
-        if open_sides[0] == 0 and not finished.done():
-            finished.set_result(None)
-
-    client_side.on_close = server_side.on_close = side_closed
-    ctx.client.on_lost = None
-    pending = ctx.client.reader.take_rest()
-    if pending:
-        server_transport.write(pending)
-    client_transport.set_protocol(client_side)
-    client_transport.resume_reading()
-    server_transport.resume_reading()
-    server_side.start()
-    if server_side.lost:  # gone before the pairing: its on_close was not set yet
-        side_closed(server_side, None)
-        client_transport.close()
-    if ctx.client.closed:
-        server_transport.close()
-        side_closed(client_side, None)
-    elif ctx.client.reader.at_eof:  # the client's FIN came before the handover
-        client_side.eof = True
-        server_transport.write_eof()
-    await finished
-
-
-__all__ = ["Pipe", "TcpLayer", "relay", "wants_tcp_flows", "PIPE_HIGH_WATER"]
-
+__all__ = ["MessageInjected", "TcpLayer", "wants_tcp_flows"]

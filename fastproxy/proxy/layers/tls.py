@@ -5,7 +5,7 @@ is a TLS handshake record, or a client of `reverse:https://...`):
 
 1. The ClientHello is *peeked* from the client's reader until whole (`read_client_hello`);
    no byte is consumed, so the handshake later sees exactly what the client sent.
-2. The upstream TLS connection is opened, offering the client's ALPN protocols (those the
+2. The upstream TLS connection is opened (`proxy/upstream_tls.py`), offering the client's ALPN protocols (those the
    proxy can serve), with the client's SNI; its certificate is verified against the
    system store plus `ssl_verify_upstream_trusted_ca`, unless `ssl_insecure`. An HTTP/1
    client's upstream is offered http/1.1 only (the direct path: an origin speaking both
@@ -17,8 +17,8 @@ is a TLS handshake record, or a client of `reverse:https://...`):
    the client handshake completes with it, selecting the ALPN the upstream chose. The
    handshake runs in uvloop's `SSLProtocol` (what `loop.start_tls` uses), put on the
    client's transport by hand so that the peeked bytes can be fed to it first.
-4. The decrypted connection is a new `Endpoint`: `HttpLayer` (scheme https) or
-   `Http2Layer` (ALPN h2) serve it unchanged.
+4. The decrypted connection is a new `Endpoint`: `next_layer.after_tls` chooses what
+   serves it, `HttpLayer` (scheme https) or `Http2Layer` (ALPN h2), unchanged.
 
 When the upstream handshake fails (e.g. an untrusted certificate), the client handshake
 still completes, and each request gets a 502 naming the reason, with the error on the
@@ -28,26 +28,31 @@ logged with host and reason and end only this connection.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import tempfile
-import time
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastproxy._core import HTTP1Reader
-from fastproxy.certs import Cert, CertStore, Leaf
+from fastproxy.certs import CertStore, Leaf
 from fastproxy.log import logger
 from fastproxy.proxy.context import Layer, RootContext, run_layer
 from fastproxy.proxy.streams import Endpoint
-from fastproxy.proxy.upstream import Upstream, UpstreamError
+from fastproxy.proxy.upstream_conn import Upstream, UpstreamError
+from fastproxy.proxy.upstream_tls import (
+    TlsEndpoint,
+    fill_tls_fields,
+    open_http1_upstream,
+    open_tls_upstream,
+    tls_event,
+    tls_reason,
+)
+from fastproxy.tls import ClientHello, ClientHelloData
 
 if TYPE_CHECKING:
     from fastproxy.options import Options
-    from fastproxy.proxy.upstream import PoolKey, UpstreamPool
 
 try:  # uvloop's Cython SSLProtocol; asyncio's has the same interface (3.11+)
     from uvloop.loop import SSLProtocol as _UvSSLProtocol
@@ -60,28 +65,13 @@ CLIENT_HELLO = 1
 MAX_CLIENT_HELLO = 64 * 1024
 HTTP_ALPNS = (b"h2", b"http/1.1", b"http/1.0")
 CONTEXT_CACHE_SIZE = 512
-TLS_VERSIONS = {"TLSv1": "TLSv1", "TLSv1.1": "TLSv1.1", "TLSv1.2": "TLSv1.2",
-                "TLSv1.3": "TLSv1.3", "SSLv3": "SSLv3"}
 
 
 class NotTLS(Exception):
     """The client's first bytes are not a TLS ClientHello (or a malformed one)."""
 
 
-class AlpnRefused(UpstreamError):
-    """The upstream ended the handshake with no_application_protocol: it speaks none of
-    the protocols offered (RFC 7301 §3.2)."""
-
-
 # -- the ClientHello ------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ClientHello:
-    """What the proxy needs from a ClientHello (RFC 8446 §4.1.2)."""
-
-    sni: str | None = None
-    alpn_offers: list[bytes] = field(default_factory=list)
 
 
 def parse_client_hello(data: bytes) -> ClientHello | None:
@@ -178,7 +168,8 @@ async def read_client_hello(client: Endpoint) -> ClientHello:
 
 
 class TlsState:
-    """The CA and the SSL contexts of one proxy process, built from its options."""
+    """The CA and the server-side SSL contexts of one proxy process, built from its
+    options (the upstream side's are `upstream_tls.UpstreamTlsState`)."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
@@ -188,37 +179,13 @@ class TlsState:
             pattern, path = (pattern, path) if sep else ("*", pattern)
             self.certstore.add_user_cert(pattern.strip(), Path(path.strip()).expanduser()
                                          .read_bytes())
-        self._upstream: dict[tuple[bytes, ...], ssl.SSLContext] = {}
         self._server: OrderedDict[tuple, tuple[ssl.SSLContext, list[str], Leaf]] = OrderedDict()
         self._tmpdir = tempfile.TemporaryDirectory(prefix="fastproxy-certs-")
-        self.h2_only: set[tuple[str, str, int]] = set()
-        """Upstreams that refused http/1.1 (offered h2 at once next time)."""
 
     def alpn_offers(self, offers: list[bytes]) -> list[bytes]:
         """The client's offers the proxy can serve (h2 only with the http2 option)."""
         http2 = self.options.http2
         return [p for p in offers if p in HTTP_ALPNS and (http2 or p != b"h2")]
-
-    def upstream_context(self, alpn_offers: list[bytes]) -> ssl.SSLContext:
-        """A client-side context verifying as configured, offering these ALPNs."""
-        key = tuple(alpn_offers)
-        context = self._upstream.get(key)
-        if context is None:
-            context = self._upstream[key] = self._new_upstream_context(alpn_offers)
-        return context
-
-    def _new_upstream_context(self, alpn_offers: list[bytes]) -> ssl.SSLContext:
-        options = self.options
-        # The system store (SSL_CERT_FILE and SSL_CERT_DIR apply), plus the trusted CA option.
-        context = ssl.create_default_context()
-        if options.ssl_verify_upstream_trusted_ca:
-            context.load_verify_locations(cafile=options.ssl_verify_upstream_trusted_ca)
-        if options.ssl_insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if alpn_offers:
-            context.set_alpn_protocols([p.decode() for p in alpn_offers])
-        return context
 
     def server_context(self, leaf: Leaf, alpn: bytes | None) -> tuple[ssl.SSLContext, list[str]]:
         """A server-side context presenting `leaf` and selecting only `alpn`; its ciphers."""
@@ -245,7 +212,7 @@ class TlsState:
 
 
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_RESET_ON = {"confdir", "certs", "ssl_insecure", "ssl_verify_upstream_trusted_ca", "http2"}
+_RESET_ON = {"confdir", "certs", "http2"}
 
 
 def tls_state(options: Options) -> TlsState:
@@ -255,130 +222,6 @@ def tls_state(options: Options) -> TlsState:
         state = _STATES[options] = TlsState(options)
         options.subscribe(lambda updated: _RESET_ON & updated and _STATES.pop(options, None))
     return state
-
-
-# -- upstream ---------------------------------------------------------------------------
-
-
-async def open_tls_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None = None,
-                            alpn_offers: list[bytes] | None = None) -> Upstream:
-    """A new TLS connection to key's host:port (announced with `serverconnect`)."""
-    if alpn_offers is None:  # the pool's HTTP/1.1 connections
-        try:
-            return await open_tls_upstream(pool, key, sni, [b"http/1.1"])
-        except AlpnRefused as e:
-            raise await _h2_only(pool, key, sni, e) from None
-    options = pool.options
-    _, host, port = key
-    state = tls_state(options)
-    endpoint = TlsEndpoint(HTTP1Reader(False, options.max_head_size, options.max_headers),
-                           pool.loop)
-    server = await pool.connect(host, port, endpoint)
-    server.tls = True
-    server.sni = sni or host
-    server.alpn_offers = list(alpn_offers)
-    context = state.upstream_context(alpn_offers)
-    listeners = pool.addons.listeners
-    if listeners.tls_start_server:
-        await _tls_event(pool.addons, "tls_start_server", server)
-    try:
-        endpoint.transport = await asyncio.wait_for(
-            pool.loop.start_tls(endpoint.transport, endpoint, context,
-                                server_hostname=server.sni), options.connect_timeout)
-    except (ssl.SSLError, ssl.CertificateError, OSError, asyncio.TimeoutError) as e:
-        reason = _reason(e)
-        server.error = reason
-        endpoint.transport.abort()
-        pool.closed(server)
-        logger.info("TLS handshake with %s:%d failed: %s", host, port, reason)
-        if listeners.tls_failed_server:
-            await _tls_event(pool.addons, "tls_failed_server", server)
-        error = AlpnRefused if _alpn_refused(e) else UpstreamError
-        raise error(f"TLS handshake with {host}:{port} failed: {reason}") from None
-    fill_tls_fields(server, endpoint.transport.get_extra_info("ssl_object"), peer_chain=True)
-    if listeners.tls_established_server:
-        await _tls_event(pool.addons, "tls_established_server", server)
-    endpoint.on_lost = lambda _: pool.closed(server)
-    return Upstream(endpoint, server, key)
-
-
-async def open_http1_upstream(pool: UpstreamPool, key: PoolKey, sni: str | None) -> Upstream:
-    """The upstream of an HTTP/1 client: offered http/1.1, and h2 (once more, when the
-    http2 option allows) only if it refuses http/1.1; the caller checks `server.alpn`."""
-    h2_only = tls_state(pool.options).h2_only
-    if key in h2_only and pool.options.http2:  # it refused http/1.1 before: one handshake
-        try:
-            return await open_tls_upstream(pool, key, sni, [b"h2"])
-        except AlpnRefused:
-            h2_only.discard(key)
-    try:
-        return await open_tls_upstream(pool, key, sni, [b"http/1.1"])
-    except AlpnRefused:
-        if not pool.options.http2:
-            raise
-        logger.debug("%s:%d refused http/1.1: offering h2", key[1], key[2])
-        upstream = await open_tls_upstream(pool, key, sni, [b"h2"])
-        if len(h2_only) < 4096:
-            h2_only.add(key)
-        return upstream
-
-
-async def _h2_only(pool: UpstreamPool, key: PoolKey, sni: str | None,
-                   refused: AlpnRefused) -> UpstreamError:
-    """The error for an HTTP/1.1 connection the upstream refused: that of a handshake
-    offering h2 when that fails too (e.g. an untrusted certificate), else "h2 only"."""
-    if not pool.options.http2:
-        return refused
-    try:
-        upstream = await open_tls_upstream(pool, key, sni, [b"h2"])
-    except UpstreamError as e:
-        return e
-    upstream.endpoint.close()
-    return UpstreamError(f"{key[1]}:{key[2]} refused http/1.1 (it speaks h2 only): {refused}")
-
-
-def _alpn_refused(e: BaseException) -> bool:
-    return isinstance(e, ssl.SSLError) and (
-        getattr(e, "reason", None) == "TLSV1_ALERT_NO_APPLICATION_PROTOCOL"
-        or "no application protocol" in str(e))
-
-
-def fill_tls_fields(conn, sslobj: ssl.SSLObject, peer_chain: bool) -> None:
-    """Set a connection's TLS fields from its completed handshake."""
-    conn.tls = True
-    conn.timestamp_tls_setup = time.time()
-    alpn = sslobj.selected_alpn_protocol()
-    conn.alpn = alpn.encode() if alpn else None
-    cipher = sslobj.cipher()
-    conn.cipher = cipher[0] if cipher else None
-    conn.tls_version = TLS_VERSIONS.get(sslobj.version() or "")
-    if peer_chain:
-        conn.certificate_list = _peer_chain(sslobj)
-
-
-def _peer_chain(sslobj: ssl.SSLObject) -> list[Cert]:
-    """The peer's certificates, end-entity first: the verified chain when there is one."""
-    from cryptography import x509
-    inner = getattr(sslobj, "_sslobj", None)
-    chain = []
-    for getter in ("get_verified_chain", "get_unverified_chain"):  # public in 3.13
-        fn = getattr(sslobj, getter, None) or getattr(inner, getter, None)
-        chain = (fn() or []) if fn is not None else []
-        if chain:
-            break
-    ders = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]
-    if not ders:
-        leaf = sslobj.getpeercert(binary_form=True)
-        ders = [leaf] if leaf else []
-    return [Cert(x509.load_der_x509_certificate(der)) for der in ders]
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {e.verify_message}"
-    if isinstance(e, asyncio.TimeoutError):
-        return "timed out"
-    return str(e) or type(e).__name__
 
 
 # -- the client side --------------------------------------------------------------------
@@ -411,16 +254,6 @@ async def start_client_tls(client: Endpoint, context: ssl.SSLContext,
     raw.resume_reading()
     await waiter
     return inner
-
-
-class TlsEndpoint(Endpoint):
-    """The decrypted side of a client's TLS connection."""
-
-    __slots__ = ()
-
-    def eof_received(self) -> bool:
-        super().eof_received()
-        return False  # over TLS a FIN ends the connection (half-close needs close_notify)
 
 
 def _is_uvloop(loop) -> bool:
@@ -460,7 +293,6 @@ class TlsLayer(Layer):
         client_conn.alpn_offers = list(hello.alpn_offers)
         listeners = ctx.listeners
         if listeners.tls_clienthello:
-            from fastproxy.tls import ClientHelloData
             await ctx.addons.trigger("tls_clienthello", ClientHelloData(ctx, hello))
         offers = state.alpn_offers(hello.alpn_offers)
         upstream, alpn = await self.open_upstream(state, hello, offers)
@@ -475,15 +307,15 @@ class TlsLayer(Layer):
         leaf = state.certstore.get_leaf(names, organization)
         context, ciphers = state.server_context(leaf, alpn)
         if listeners.tls_start_client:
-            await _tls_event(ctx.addons, "tls_start_client", client_conn, ctx)
+            await tls_event(ctx.addons, "tls_start_client", client_conn, ctx)
         try:
             inner = await start_client_tls(ctx.client, context, ctx.options.head_timeout)
-        except (ssl.SSLError, OSError, ConnectionError, NotTLS, asyncio.TimeoutError) as e:
+        except (TimeoutError, ssl.SSLError, OSError, ConnectionError, NotTLS) as e:
             logger.info("%s: TLS handshake with the client for %s failed: %s", _peer(ctx),
-                        hello.sni or host, _reason(e))
+                        hello.sni or host, tls_reason(e))
             if listeners.tls_failed_client:
-                client_conn.error = _reason(e)
-                await _tls_event(ctx.addons, "tls_failed_client", client_conn, ctx)
+                client_conn.error = tls_reason(e)
+                await tls_event(ctx.addons, "tls_failed_client", client_conn, ctx)
             if upstream is not None:
                 upstream.endpoint.close()
             ctx.client.transport.close()
@@ -493,8 +325,8 @@ class TlsLayer(Layer):
         client_conn.cipher_list = ciphers
         ctx.client = inner
         if listeners.tls_established_client:
-            await _tls_event(ctx.addons, "tls_established_client", client_conn, ctx)
-        await run_layer(ctx, self.next_layer(upstream, client_conn.alpn))
+            await tls_event(ctx.addons, "tls_established_client", client_conn, ctx)
+        await run_layer(ctx, ctx.next_layer.after_tls(self, upstream, client_conn.alpn))
 
     async def open_upstream(self, state: TlsState, hello: ClientHello,
                             offers: list[bytes]) -> tuple[Upstream | None, bytes | None]:
@@ -534,48 +366,20 @@ class TlsLayer(Layer):
             return upstream, alpn
         return upstream, next((p for p in offers if p != b"h2"), None)
 
-    def next_layer(self, upstream: Upstream | None, alpn: bytes | None) -> Layer:
-        from fastproxy.proxy.layers.http.http1 import HttpLayer
-        ctx = self.ctx
-        if alpn == b"h2":
-            from fastproxy.proxy.layers.http.http2 import Http2Layer
-            return Http2Layer(ctx, self.address if self.tunnel else None,
-                              "https" if self.upstream_tls else "http", upstream)
-        if upstream is not None and upstream.server.alpn == b"h2":
-            from fastproxy.proxy.layers.http.http1_h2 import Http1ToH2Layer
-            return Http1ToH2Layer(ctx, self.address, upstream)  # reverse mode too
-        if upstream is not None:
-            ctx.server_conn = upstream.server
-            ctx.pool.release(upstream)  # the HTTP layer's first request takes it back
-        if self.tunnel:
-            return HttpLayer(ctx, tunnel=self.address, scheme="https")
-        return HttpLayer(ctx)
-
 
 class ReverseTlsLayer(Layer):
     """reverse:https:// or reverse:http:// mode: TLS if the client starts with a
-    ClientHello (as mitmdump, plain and TLS clients share the port)."""
+    ClientHello (as mitmdump, plain and TLS clients share the port); `next_layer` chooses
+    from that first byte."""
 
     async def run(self) -> None:
-        from fastproxy.proxy.layers.http.http1 import HttpLayer
         ctx = self.ctx
         client = ctx.client
         while client.reader.buffered == 0 and not client.closed and not client.reader.at_eof:
             await client.wait_data()
         first = client.reader.peek(1)
-        if first and first[0] == HANDSHAKE:
-            mode = ctx.mode
-            layer: Layer = TlsLayer(ctx, mode.address, upstream_tls=mode.scheme == "https",
-                                    tunnel=False)
-        else:
-            layer = HttpLayer(ctx)
-        await run_layer(ctx, layer)
-
-
-async def _tls_event(addons, name: str, conn, ctx: RootContext | None = None) -> None:
-    """mitmproxy's TLS events (fastproxy.tls.TlsData), only fired when listened to."""
-    from fastproxy.tls import TlsData
-    await addons.trigger(name, TlsData(conn, ctx))
+        tls = bool(first) and first[0] == HANDSHAKE
+        await run_layer(ctx, ctx.next_layer.reverse_layer(ctx, tls))
 
 
 def _peer(ctx: RootContext) -> str:
@@ -583,5 +387,12 @@ def _peer(ctx: RootContext) -> str:
     return f"{host}:{port}"
 
 
-__all__ = ["TlsLayer", "ReverseTlsLayer", "ClientHello", "parse_client_hello", "NotTLS",
-           "AlpnRefused", "open_tls_upstream", "open_http1_upstream", "tls_state", "TlsState"]
+__all__ = [
+    "ClientHello",
+    "NotTLS",
+    "ReverseTlsLayer",
+    "TlsLayer",
+    "TlsState",
+    "parse_client_hello",
+    "tls_state",
+]

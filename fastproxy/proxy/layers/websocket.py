@@ -20,7 +20,7 @@ that vanishes without a close frame, or sends frames wsproto rejects, ends the f
 permessage-deflate (RFC 7692) is kept only as both peers negotiate it, and handled by
 wsproto on each side; other extensions are removed from the client's offer, since the
 proxy could not parse their frames. With no listener, none of this runs: the upgraded
-connection is a pure `_core.Relay` (see `tunnel.relay_upgraded`).
+connection is a pure `_core.Relay` (see `http/connect.relay_upgraded`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from wsproto.frame_protocol import Opcode
 from fastproxy.flow import Error
 from fastproxy.log import logger
 from fastproxy.proxy.context import Layer, RootContext
-from fastproxy.proxy.layers.tcp import Pipe
+from fastproxy.proxy.pipes import Pipe
 from fastproxy.websocket import WebSocketData, WebSocketMessage
 from fastproxy.wsflow import WebSocketFlow
 

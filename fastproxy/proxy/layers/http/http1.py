@@ -27,11 +27,12 @@ from fastproxy._core import (
 )
 from fastproxy.flow import Error
 from fastproxy.http import Headers, HTTPFlow, Request, Response
+from fastproxy.io import capture
 from fastproxy.io._handover import Capture
 from fastproxy.io.bodies import BodyTee
 from fastproxy.log import logger
-from fastproxy.proxy import capture
 from fastproxy.proxy.context import Layer, RootContext
+from fastproxy.proxy.layers.http.connect import handle_connect, relay_upgraded
 from fastproxy.proxy.layers.http.http1_heads import (
     CLOSE_FIELD,
     KEEP_ALIVE_FIELD,
@@ -162,7 +163,6 @@ class HttpLayer(Layer):
             return False
 
     async def connect(self, head) -> bool:
-        from fastproxy.proxy.layers.tunnel import handle_connect
         await handle_connect(self, head)
         return False
 
@@ -606,7 +606,6 @@ class Exchange:
 
     async def switch_protocols(self, upstream: Upstream, status_line: bytes, fields: list) -> bool:
         """After 101 Switching Protocols both sides speak the new protocol: relay it."""
-        from fastproxy.proxy.layers.tunnel import relay_upgraded
         if self.flow is not None:
             await mark_upgraded(self.ctx, self.flow)  # flow.websocket, then `response`
         self.ctx.client.write(build_head(status_line, fields, None, None))

@@ -59,6 +59,7 @@ from fastproxy.proxy.layers.http.routing import Route, route_request
 from fastproxy.proxy.layers.http.semantics import HOP_BY_HOP
 from fastproxy.proxy.streams import ConnectionGone
 from fastproxy.proxy.upstream import Upstream, UpstreamError
+from fastproxy.proxy.upstream_tls import open_tls_upstream
 
 # Not sent on an h2 stream: RFC 9113 §8.2.2, plus what the proxy handles itself
 # (Expect: 100-continue is answered here) and the framing it redoes.
@@ -146,7 +147,6 @@ class Http1ToH2Layer(HttpLayer):
         if conn is not None:
             conn.close()
         self.conn = None
-        from fastproxy.proxy.layers.tls import open_tls_upstream
         ctx = self.ctx
         try:
             upstream = await open_tls_upstream(ctx.pool, ("https", route.host, route.port),

@@ -49,6 +49,7 @@ from fastproxy.proxy.layers.http.h2fields import (
 )
 from fastproxy.proxy.streams import ConnectionGone, Endpoint
 from fastproxy.proxy.upstream import Upstream, UpstreamError
+from fastproxy.proxy.upstream_tls import open_tls_upstream
 
 _REASONS = {200: b"OK", 502: b"Bad Gateway", 413: b"Payload Too Large",
             504: b"Gateway Timeout"}
@@ -170,7 +171,6 @@ class Http2Layer(Layer):
             return None
         if self.upstream_h2 is None and self.upstream is not None:
             return None  # ALPN chose HTTP/1.1 there
-        from fastproxy.proxy.layers.tls import open_tls_upstream
         sni = self.ctx.client_conn.sni if self.tunnel else None
         upstream = await open_tls_upstream(self.ctx.pool, ("https", host, port), sni or host,
                                            [b"h2", b"http/1.1"])

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 
 from fastproxy._core import ProtocolError, Route
+from fastproxy.mode_specs import ReverseMode, UpstreamMode
 from fastproxy.proxy.layers.http.semantics import HOP_BY_HOP
-from fastproxy.proxy.mode_specs import ReverseMode, UpstreamMode
 
 HOP_BY_HOP_AND_HOST = HOP_BY_HOP | {b"host"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
