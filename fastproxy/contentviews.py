@@ -11,6 +11,7 @@ metadata)`` returning text).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 TTextType = str | bytes
@@ -33,6 +34,21 @@ class View:
         return self.name.__lt__(other.name)
 
 
+@dataclass
+class Metadata:
+    """What a view knows of the data it renders (mitmproxy 12's ``Metadata``)."""
+
+    content_type: str | None = None
+    flow: Any = None
+    http_message: Any = None
+    tcp_message: Any = None
+    udp_message: Any = None
+    websocket_message: Any = None
+    dns_message: Any = None
+    protobuf_definitions: Any = None
+    original_data: bytes | None = None
+
+
 class Contentview:
     """A content view (mitmproxy 12's base class): ``prettify(data, metadata) -> str``."""
 
@@ -49,12 +65,22 @@ class Contentview:
         return 0
 
 
+class InteractiveContentview(Contentview):
+    """A view whose text can be edited and turned back into bytes: ``reencode``."""
+
+    def reencode(self, prettified: str, metadata: Metadata) -> bytes:
+        raise NotImplementedError
+
+
 views: list[Any] = []
 """Every registered view, in the order added."""
 
 
 def add(view: Any) -> None:
-    """Register `view` (a View or Contentview); a name already taken is replaced."""
+    """Register `view` (a View or Contentview, or such a class, as mitmproxy 12's
+    examples pass); a name already taken is replaced."""
+    if isinstance(view, type):
+        view = view()
     remove_name(view.name)
     views.append(view)
 
@@ -90,7 +116,7 @@ def render(view: Any, data: bytes, **metadata: Any) -> str:
     if isinstance(view, View) or (callable(view) and not hasattr(view, "prettify")):
         _, lines = view(data, **metadata)
         return "\n".join("".join(_text(t) for _, t in line) for line in lines)
-    return view.prettify(data, metadata)
+    return view.prettify(data, Metadata(**metadata))
 
 
 def best(data: bytes, **metadata: Any) -> Any | None:
@@ -103,7 +129,7 @@ def best(data: bytes, **metadata: Any) -> Any | None:
 def _priority(view: Any, data: bytes, metadata: dict) -> float:
     try:
         if isinstance(view, Contentview):
-            return float(view.render_priority(data, metadata))
+            return float(view.render_priority(data, Metadata(**metadata)))
         return float(view.render_priority(data, **metadata))
     except Exception:
         return 0.0
@@ -113,7 +139,5 @@ def _text(t: TTextType) -> str:
     return t.decode("utf-8", "replace") if isinstance(t, bytes) else t
 
 
-
-
-__all__ = ["Contentview", "View", "TViewResult", "add", "best", "format_dict",
+__all__ = ["Contentview", "InteractiveContentview", "Metadata", "View", "TViewResult", "add", "best", "format_dict",
            "format_text", "get", "remove", "render", "views"]
