@@ -67,6 +67,7 @@ cdef enum:
 cdef unsigned char _TCHAR[256]
 cdef unsigned char _VALUE_CHAR[256]
 cdef unsigned char _TARGET_CHAR[256]
+cdef unsigned char _HOST_CHAR[256]
 
 
 cdef void _fill_tables():
@@ -76,6 +77,10 @@ cdef void _fill_tables():
                      or c in b"!#$%&'*+-.^_`|~")
         _VALUE_CHAR[c] = c == 9 or 32 <= c <= 126 or c >= 128
         _TARGET_CHAR[c] = 33 <= c <= 126  # RFC 9112 §3.2: visible ASCII, no SP
+        # uri-host [":" port] (RFC 3986 §3.2.2): unreserved, pct-encoded, sub-delims,
+        # ':' and the brackets of an IP literal; no SP, '@', '/' or '?'.
+        _HOST_CHAR[c] = (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122
+                         or c in b"-._~!$&'()*+,;=%:[]")
 
 
 _fill_tables()
@@ -206,9 +211,11 @@ cdef inline void _note_header(Head head, bytes name, bytes value) except *:
             else head.transfer_encoding + b"," + value
         head.has_transfer_encoding = True
     elif code == H_HOST:
-        if head.host is not None and head.method is not None:
-            # RFC 9112 §3.2: a request with more than one Host is a 400.
-            raise ProtocolError("more than one Host header field")
+        if head.method is not None:  # RFC 9112 §3.2: a second or an invalid Host is a 400
+            if head.host is not None:
+                raise ProtocolError("more than one Host header field")
+            if not _all_in(value, _HOST_CHAR):
+                raise ProtocolError(f"invalid Host {value[:100]!r}")
         head.host = value
     elif code == H_EXPECT:
         if value.lower() == b"100-continue":
@@ -256,6 +263,16 @@ cpdef frozenset connection_tokens(bytes value):
     if len(_TOKENS_CACHE) < NAME_CACHE_MAX:
         _TOKENS_CACHE[value] = result
     return result
+
+
+cdef bint _all_in(bytes data, const unsigned char* table):
+    """Whether every byte of `data` is in the class `table` marks."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t i
+    for i in range(PyBytes_GET_SIZE(data)):
+        if not table[p[i]]:
+            return False
+    return True
 
 
 cdef bint _is_token(bytes data):

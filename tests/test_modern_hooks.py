@@ -134,12 +134,6 @@ def test_general_and_connection_hooks(modern, origin):
     assert by_name(read(log), "server_disconnected") == [[["127.0.0.1", origin.port]]]
 
 
-NOT_FIRED = pytest.mark.xfail(
-    strict=True, reason="fired from UpstreamPool.connect (proxy/upstream.py, the proxy-modes "
-                        "engineer's file): not wired yet, see the issue 17 report")
-
-
-@NOT_FIRED
 def test_server_connected(modern, origin):
     start, log = modern
     proxy = start()
@@ -152,7 +146,6 @@ def test_server_connected(modern, origin):
     assert connected[0][1][1] == origin.port and connected[0][2] == peer
 
 
-@NOT_FIRED
 def test_server_connect_error(modern):
     start, log = modern
     proxy = start()

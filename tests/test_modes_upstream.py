@@ -132,3 +132,76 @@ def test_upstream_auth(start_proxy, tmp_path, origin, https_origin, test_ca):
     out = curl("-x", plain.url, "-o", "/dev/null", "-w", "%{http_code}",
                f"http://127.0.0.1:{origin.port}/bytes/10")
     assert out.stdout == b"407"
+
+
+CONNECT_EVENTS = """
+import json, os
+
+def _log(event, flow):
+    with open(os.environ["CONNECT_LOG"], "a") as f:
+        f.write(json.dumps([event, flow.request.method, flow.request.host, flow.request.port,
+                            flow.response.status_code if flow.response else None,
+                            flow.error.msg if flow.error else None]) + "\\n")
+
+def http_connect_upstream(flow):
+    flow.request.headers["X-Chained-By"] = "front"
+    _log("http_connect_upstream", flow)
+
+def http_connected(flow):
+    _log("http_connected", flow)
+
+def http_connect_error(flow):
+    _log("http_connect_error", flow)
+"""
+
+
+def test_connect_events_to_the_upstream_proxy(start_proxy, tmp_path):
+    """mitmproxy's http_connect_upstream (headers changeable), http_connected and
+    http_connect_error fire for the CONNECT the front proxy sends to the back one."""
+    import json
+    echo = EchoServer()
+    script, log = tmp_path / "connect_events.py", tmp_path / "connect.jsonl"
+    script.write_text(CONNECT_EVENTS)
+    back_log = tmp_path / "back.jsonl"
+    back = start_proxy("-q", "-s", CONNLOG_SCRIPT, "--proxyauth", "user:pass",
+                       env={"CONNLOG": str(back_log)})
+    front = start_proxy("-q", "-s", str(script), "-m", f"upstream:http://127.0.0.1:{back.port}",
+                        "--set", "upstream_auth=user:pass", "--tcp-hosts", ".*",
+                        env={"CONNECT_LOG": str(log)})
+    assert _tunnel_echo(front.port, echo.port) == b"ping"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert events[0] == ["http_connect_upstream", "CONNECT", "127.0.0.1", echo.port, None, None]
+    assert events[1][0] == "http_connected" and events[1][4] == 200
+    # Refused: the back proxy requires credentials the front one no longer sends.
+    log.write_text("")
+    front2 = start_proxy("-q", "-s", str(script), "-m",
+                         f"upstream:http://127.0.0.1:{back.port}", "--tcp-hosts", ".*",
+                         env={"CONNECT_LOG": str(log)})
+    assert _tunnel_echo(front2.port, echo.port) is None
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e[0] for e in events] == ["http_connect_upstream", "http_connect_error"]
+    assert events[1][4] == 407 and "407" in events[1][5]
+
+
+def _tunnel_echo(proxy_port: int, echo_port: int) -> bytes | None:
+    """What the echo server sends back through a CONNECT tunnel; None if refused."""
+    import socket
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as sock:
+        sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                     % (echo_port, echo_port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return None
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 200"):
+            return None
+        sock.sendall(b"ping")
+        data = b""
+        while len(data) < 4:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data or None

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 
 from fastproxy._core import HEAD, HTTP1Reader, ProtocolError, build_head
 from fastproxy.connection import ConnectionState, Server
+from fastproxy.flow import Error
+from fastproxy.hooks import ServerConnectionHookData, current_client
+from fastproxy.http import Headers, HTTPFlow, Request, Response
 from fastproxy.log import logger
 from fastproxy.net.server_spec import ServerSpec
 from fastproxy.proxy.proxyauth import basic_credential
@@ -133,19 +136,27 @@ class UpstreamPool:
             await self.addons.trigger("serverconnect", server)
         host, port = server.address
         tunnel = via is not None and (host, port) != tuple(via.address)
+        listeners = self.addons.listeners
         try:
             if tunnel:
-                return await self._connect_via(server, protocol)
-            transport, _ = await asyncio.wait_for(
-                self.loop.create_connection(lambda: protocol, host, port),
-                self.options.connect_timeout)
+                server = await self._connect_via(server, protocol)
+            else:
+                transport, _ = await asyncio.wait_for(
+                    self.loop.create_connection(lambda: protocol, host, port),
+                    self.options.connect_timeout)
+                server = _opened(server, transport)
         except (TimeoutError, OSError, ProtocolError) as e:
             reason = str(e) or type(e).__name__
             server.error = reason
+            if listeners.server_connect_error:
+                await self.addons.trigger("server_connect_error",
+                                          ServerConnectionHookData.of(server))
             error = UpstreamError(f"cannot connect to {host}:{port}: {reason}")
             error.cause = e
             raise error from None
-        return _opened(server, transport)
+        if listeners.server_connected:
+            await self.addons.trigger("server_connected", ServerConnectionHookData.of(server))
+        return server
 
     async def _connect_via(self, server: Server, protocol) -> Server:
         """A CONNECT tunnel to server.address through the upstream proxy."""
@@ -170,22 +181,57 @@ class UpstreamPool:
             fields = [(b"Host", authority.encode())]
             if self.proxy_authorization is not None:
                 fields.append((b"Proxy-Authorization", self.proxy_authorization))
+            flow = await self._connect_flow(server, authority, fields)
+            if flow is not None:  # Headers checks what an addon sets through it
+                fields = list(flow.request.headers.fields)
             endpoint.write(build_head(b"CONNECT %s HTTP/1.1" % authority.encode(), fields,
                                       None, None))
             reader = endpoint.reader
             reader.expect_response_to(b"CONNECT")
             event = await asyncio.wait_for(endpoint.next_event(), options.connect_timeout)
             head = reader.head if event == HEAD else None
+            if flow is not None and head is not None:
+                flow.response = Response(head.version, head.status_code, head.reason,
+                                         Headers(head.fields), b"", None, time.time(),
+                                         time.time())
             if head is None or not 200 <= head.status_code < 300:
                 status = f"{head.status_code} {head.reason.decode(errors='replace')}" \
                     if head is not None else "no response"
-                raise OSError(f"upstream proxy {phost}:{pport} refused CONNECT {authority}: "
-                              f"{status}")
+                reason = f"upstream proxy {phost}:{pport} refused CONNECT {authority}: {status}"
+                await self._connect_ended(flow, "http_connect_error", reason)
+                raise OSError(reason)
+            await self._connect_ended(flow, "http_connected", None)
             rest = reader.take_rest()
         except BaseException:
             transport.abort()
             raise
         return _adopt(transport, protocol, rest, server)
+    async def _connect_flow(self, server: Server, authority: str, fields: list):
+        """The CONNECT to the upstream proxy as a flow, after `http_connect_upstream` (whose
+        addons may change its headers); None when no addon listens to the CONNECT events."""
+        listeners = self.addons.listeners
+        if not (listeners.http_connect_upstream or listeners.http_connected
+                or listeners.http_connect_error):
+            return None
+        client = current_client.get()
+        flow = HTTPFlow(client, server, live=True)
+        now = time.time()
+        host, port = server.address
+        flow.request = Request(host, port, b"CONNECT", b"", authority.encode(), b"",
+                               b"HTTP/1.1", Headers(list(fields)), b"", None, now, now)
+        if listeners.http_connect_upstream:
+            await self.addons.trigger("http_connect_upstream", flow)
+        return flow
+
+    async def _connect_ended(self, flow, event: str, error: str | None) -> None:
+        """`http_connected` or `http_connect_error` for a CONNECT flow (`_connect_flow`)."""
+        if flow is None:
+            return
+        if error is not None:
+            flow.error = Error(error)
+        if getattr(self.addons.listeners, event):
+            await self.addons.trigger(event, flow)
+
     async def preconnect(self, host: str, port: int, wake=None) -> Server:
         """Connect to host:port now and park the connection for this client's next
         `connect(host, port, ...)`; `drop_parked` closes it if nobody took it. `wake()` is

@@ -10,26 +10,19 @@
 
 from __future__ import annotations
 
-import re
-
 from fastproxy._core import ProtocolError, Route
 from fastproxy.mode_specs import ReverseMode, UpstreamMode
 from fastproxy.proxy.layers.http.semantics import HOP_BY_HOP
 
 HOP_BY_HOP_AND_HOST = HOP_BY_HOP | {b"host"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=%:\[\]]*\Z")
-"""uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2): no space, no '@', no '/'."""
 
 
 def route_request(ctx, head, tunnel: tuple[str, int] | None,
                   tunnel_scheme: str = "http") -> Route:
     """The route for a request head, or ProtocolError when the target is unusable."""
-    if head.host is None:
-        if head.version == b"HTTP/1.1":
-            raise ProtocolError("HTTP/1.1 request without Host (RFC 9112 3.2)")
-    elif not _HOST.match(head.host):
-        raise ProtocolError(f"invalid Host {head.host[:100]!r}")
+    if head.host is None and head.version == b"HTTP/1.1":  # the reader checked its value
+        raise ProtocolError("HTTP/1.1 request without Host (RFC 9112 3.2)")
     mode = ctx.mode
     target = head.target
     if isinstance(mode, ReverseMode):
