@@ -205,3 +205,83 @@ def _tunnel_echo(proxy_port: int, echo_port: int) -> bytes | None:
                 break
             data += chunk
         return data or None
+
+
+class TlsTerminator:
+    """Accepts TLS on 127.0.0.1 with the test CA's leaf (localhost) and pipes the plain
+    bytes to `target_port`: the back proxy, reached as an https:// upstream proxy."""
+
+    def __init__(self, test_ca, target_port: int) -> None:
+        import socket
+        import ssl
+        import threading
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(test_ca.leaf_pem)
+        self.target_port = target_port
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.handshakes = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                tls = self.context.wrap_socket(raw, server_side=True)
+            except OSError:
+                raw.close()
+                continue
+            self.handshakes += 1
+            plain = socket.create_connection(("127.0.0.1", self.target_port))
+            for src, dst in ((tls, plain), (plain, tls)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_https_upstream_proxy(start_proxy, tmp_path, origin, https_origin, test_ca):
+    """upstream:https://: the front proxy speaks TLS to the upstream proxy (verified with
+    ssl_verify_upstream_trusted_ca), for plain requests and for CONNECT with TLS
+    interception inside."""
+    back_log, front_log = tmp_path / "back.jsonl", tmp_path / "front.jsonl"
+    back = start_proxy("-q", "-s", CONNLOG_SCRIPT, "--ignore-hosts", "localhost",
+                       env={"CONNLOG": str(back_log)})  # it relays the CONNECT undecrypted
+    terminator = TlsTerminator(test_ca, back.port)
+    try:
+        front = start_proxy("-q", "-s", CONNLOG_SCRIPT, "-m",
+                            f"upstream:https://localhost:{terminator.port}",
+                            "--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}",
+                            env={"CONNLOG": str(front_log)})
+        url = f"http://127.0.0.1:{origin.port}/bytes/1000"
+        out = curl("-x", front.url, url)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == payload(1000)
+        assert [r["url"] for r in records(back_log, "response")] == [url]
+        cacert = tmp_path / "confdir" / "fastproxy-ca-cert.pem"
+        secure = f"https://localhost:{https_origin.port}/bytes/2000"
+        out = curl("-x", front.url, "--cacert", str(cacert), secure)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == payload(2000)
+        assert terminator.handshakes >= 2
+    finally:
+        terminator.close()
