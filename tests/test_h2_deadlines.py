@@ -5,15 +5,13 @@ addons (the no-addon path has no flow, only the 504)."""
 
 from __future__ import annotations
 
-import socket
-import ssl
-import threading
 import time
 
 import pytest
 
 from tests.support import flowlog
 from tests.support.h2kit import H2Client, RecordingH2Origin
+from tests.support.tcpserver import Server
 from tests.test_h2_matrix import h1_request
 
 
@@ -21,43 +19,10 @@ def never_answer(conn, sock, stream_id, received) -> None:
     """An origin handler that takes the request and sends nothing back."""
 
 
-class HangingHttpsOrigin:
-    """An HTTPS (ALPN http/1.1) origin that reads requests and never answers."""
-
-    def __init__(self, ca) -> None:
-        self.context = ca.server_context(["http/1.1"])
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.socks: list = []
-        self.requests = 0
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.hold, args=(raw,), daemon=True).start()
-
-    def hold(self, raw) -> None:
-        try:
-            sock = self.context.wrap_socket(raw, server_side=True)
-            self.socks.append(sock)
-            if sock.recv(65536):
-                self.requests += 1
-            while sock.recv(65536):
-                pass
-        except (OSError, ssl.SSLError):
-            pass
-
-    def stop(self) -> None:
-        self.server.close()
-        for sock in self.socks:
-            try:
-                sock.close()
-            except OSError:
-                pass
+def hold(sock) -> None:
+    """An HTTPS origin's handler that reads the request and never answers."""
+    while sock.recv(65536):
+        pass
 
 
 def timed(fn):
@@ -80,7 +45,7 @@ def error_records(log) -> list:
 @pytest.mark.parametrize("origin_kind", ["h2", "http1"])
 def test_h2_client_gets_504_from_a_silent_origin(tls_proxy, test_ca, origin_kind, addons):
     origin = RecordingH2Origin(test_ca, handler=never_answer) if origin_kind == "h2" \
-        else HangingHttpsOrigin(test_ca)
+        else Server(hold, test_ca.server_context(["http/1.1"]))
     try:
         proxy, _, log = tls_proxy(*([] if addons else ["-q"]), "--set", "read_timeout=1",
                                   "--mode", f"reverse:https://127.0.0.1:{origin.port}",

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 import time
 
@@ -18,6 +17,7 @@ import h2.errors
 import pytest
 
 from tests.support.h2kit import H2Client, RecordingH2Origin
+from tests.support.tcpserver import Server
 from tests.test_h2_flood import usage
 
 BIG = b"u" * 2_000_000
@@ -30,46 +30,25 @@ def answer_413(conn, sock, stream_id, received) -> None:
     sock.sendall(conn.data_to_send())
 
 
-class EarlyHttp1Origin:
-    """An HTTPS (http/1.1) origin that reads the head, answers 413 and closes, without
-    reading the body."""
-
-    def __init__(self, ca) -> None:
-        self.context = ca.server_context(["http/1.1"])
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.answer, args=(raw,), daemon=True).start()
-
-    def answer(self, raw) -> None:
-        try:
-            sock = self.context.wrap_socket(raw, server_side=True)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += sock.recv(65536)
-            sock.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n"
-                         b"Connection: close\r\n\r\ntoo large")
-            time.sleep(0.5)
-            sock.close()
-        except (OSError, ssl.SSLError):
-            pass
-
-    def stop(self) -> None:
-        self.server.close()
+def answer_413_early(sock) -> None:
+    """An HTTPS (http/1.1) origin's handler: reads the head, answers 413 and closes,
+    without reading the body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    sock.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n"
+                 b"Connection: close\r\n\r\ntoo large")
+    time.sleep(0.5)
 
 
 @pytest.mark.parametrize("addons", [True, False], ids=["flows", "fast"])
 @pytest.mark.parametrize("origin_kind", ["h2", "http1"])
 def test_early_413_reaches_the_h2_client(tls_proxy, test_ca, origin_kind, addons):
     origin = RecordingH2Origin(test_ca, early=answer_413) if origin_kind == "h2" \
-        else EarlyHttp1Origin(test_ca)
+        else Server(answer_413_early, test_ca.server_context(["http/1.1"]))
     try:
         proxy, _, _ = tls_proxy(*([] if addons else ["-q"]),
                                 "--mode", f"reverse:https://127.0.0.1:{origin.port}",

@@ -4,7 +4,6 @@ SOCKS proxy, and raw sockets for every reply code."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,25 +11,11 @@ import httpx
 import pytest
 
 from tests.support import connlog
+from tests.support.cli import curl, records
 from tests.support.origin import payload
 from tests.support.socks import EchoServer, socks_connect
 
 CONNLOG_SCRIPT = str(Path(connlog.__file__))
-
-
-def curl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True,
-                          timeout=30, check=False)
-
-
-def records(path: Path, event: str, count: int = 1) -> list[dict]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        found = [r for r in connlog.read(str(path)) if r["event"] == event]
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"no {event} in {connlog.read(str(path))}")
 
 
 @pytest.fixture

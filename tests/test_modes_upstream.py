@@ -3,30 +3,14 @@ absolute-form, CONNECT chained (TLS interception inside), upstream_auth, keep-al
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 from tests.support import connlog
+from tests.support.cli import curl, records
 from tests.support.origin import payload
 from tests.support.socks import EchoServer
 
 CONNLOG_SCRIPT = str(Path(connlog.__file__))
-
-
-def curl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True,
-                          timeout=30, check=False)
-
-
-def records(path: Path, event: str, count: int = 1) -> list[dict]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        found = [r for r in connlog.read(str(path)) if r["event"] == event]
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"no {event} in {connlog.read(str(path))}")
 
 
 def chain(start_proxy, tmp_path, *front_args, back_args=()):
